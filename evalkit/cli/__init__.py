@@ -1,0 +1,43 @@
+"""The ``evalkit`` command: parse, call the library, render. Exit codes: 0 success,
+1 a check failed, 2 unusable input."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from evalkit import __version__
+from evalkit.cli import evaluate as evaluate_cmd
+from evalkit.errors import InputError
+from evalkit.registry import UnknownNameError
+
+# Each subcommand module exposes add_parser(subparsers) and sets func on its parser.
+COMMANDS = (evaluate_cmd,)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="evalkit",
+        description="Reproduce, compare and regression-check edge object detectors.",
+    )
+    parser.add_argument("--version", action="version", version=f"evalkit {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except (InputError, UnknownNameError) as exc:
+        print(f"evalkit {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""``evalkit evaluate``: score a COCO results file under one protocol."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from evalkit.cli.render import render_eval_result
+from evalkit.datasets.loading import load_ground_truth
+from evalkit.metrics import PROTOCOLS, evaluate, load_coco_results
+
+
+def add_parser(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "evaluate",
+        help="score a COCO results file against COCO or VOC ground truth",
+        description="Score detections (a COCO results file: image_id, category_id, "
+        "bbox [x,y,w,h] in original pixels, score) under one AP protocol.",
+    )
+    parser.add_argument(
+        "--gt", required=True, help="COCO instances JSON, or a VOC year directory (.../VOC2007)"
+    )
+    parser.add_argument("--split", help="VOC split name (ImageSets/Main/SPLIT.txt)")
+    parser.add_argument("--dets", required=True, help="COCO results JSON file")
+    parser.add_argument(
+        "--protocol", default="coco", choices=PROTOCOLS.names(), help="AP protocol (default: coco)"
+    )
+    parser.add_argument("--iou", type=float, default=0.5, help="IoU threshold (default 0.5)")
+    parser.add_argument(
+        "--input-size",
+        type=int,
+        default=300,
+        help="model input size in pixels, used by the st protocol (default 300)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    gt = load_ground_truth(args.gt, args.split)
+    dets = load_coco_results(args.dets, gt)
+    result = evaluate(gt, dets, protocol=args.protocol, iou=args.iou, input_size=args.input_size)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print(render_eval_result(result))
+    return 0

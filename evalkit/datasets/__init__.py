@@ -1,0 +1,1 @@
+"""Dataset loaders: annotations to :class:`evalkit.types.GroundTruth`."""

@@ -1,0 +1,110 @@
+"""COCO instances JSON (and any COCO-format set) to :class:`GroundTruth`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evalkit.errors import InputError
+from evalkit.jsonio import as_box, as_number, read_json, require
+from evalkit.types import Category, GroundTruth, ImageRecord
+
+
+def _int_id(value: Any, field: str, where: str, path: Path) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(f"{field} must be an integer, got {value!r}", path=path, record=where)
+    return value
+
+
+def parse_coco_ground_truth(data: Any, path: str | Path = "<memory>") -> GroundTruth:
+    """Validate a parsed COCO instances document and turn it into columnar records."""
+    path = Path(path)
+    if not isinstance(data, dict):
+        raise InputError(
+            "expected a COCO instances object with images, annotations, categories", path=path
+        )
+    images = []
+    for i, im in enumerate(require(data, "images", "top level", path)):
+        where = f"images[{i}]"
+        images.append(
+            ImageRecord(
+                image_id=_int_id(require(im, "id", where, path), "id", where, path),
+                file_name=str(im.get("file_name", "")),
+                width=int(as_number(require(im, "width", where, path), "width", where, path)),
+                height=int(as_number(require(im, "height", where, path), "height", where, path)),
+            )
+        )
+    categories = []
+    for i, cat in enumerate(require(data, "categories", "top level", path)):
+        where = f"categories[{i}]"
+        categories.append(
+            Category(
+                id=_int_id(require(cat, "id", where, path), "id", where, path),
+                name=str(require(cat, "name", where, path)),
+            )
+        )
+    image_pos = {im.image_id: i for i, im in enumerate(images)}
+    if len(image_pos) != len(images):
+        raise InputError("duplicate image ids in 'images'", path=path)
+    cat_pos = {c.id: i for i, c in enumerate(categories)}
+    if len(cat_pos) != len(categories):
+        raise InputError("duplicate category ids in 'categories'", path=path)
+
+    annotations = data.get("annotations", [])
+    if not isinstance(annotations, list):
+        raise InputError("'annotations' must be a list", path=path)
+    n = len(annotations)
+    image_index = np.empty(n, np.int64)
+    category_index = np.empty(n, np.int64)
+    boxes = np.empty((n, 4), np.float64)
+    area = np.empty(n, np.float64)
+    iscrowd = np.empty(n, bool)
+    ann_id = np.empty(n, np.int64)
+    for i, ann in enumerate(annotations):
+        where = f"annotations[{i}]"
+        img = require(ann, "image_id", where, path)
+        if img not in image_pos:
+            raise InputError(
+                f"image_id {img!r} is not in 'images'",
+                path=path,
+                record=f"{where} (id {ann.get('id')!r})",
+            )
+        cat = require(ann, "category_id", where, path)
+        if cat not in cat_pos:
+            raise InputError(
+                f"category_id {cat!r} is not in 'categories'",
+                path=path,
+                record=f"{where} (id {ann.get('id')!r})",
+            )
+        image_index[i] = image_pos[img]
+        category_index[i] = cat_pos[cat]
+        boxes[i] = as_box(require(ann, "bbox", where, path), where, path)
+        # pycocotools uses the 'area' field for area ranges; fall back to w*h when absent.
+        raw_area = ann.get("area")
+        area[i] = (
+            boxes[i, 2] * boxes[i, 3]
+            if raw_area is None
+            else as_number(raw_area, "area", where, path)
+        )
+        iscrowd[i] = bool(ann.get("iscrowd", 0))
+        ann_id[i] = _int_id(ann.get("id", i + 1), "id", where, path)
+    return GroundTruth(
+        images=tuple(images),
+        categories=tuple(categories),
+        image_index=image_index,
+        category_index=category_index,
+        boxes_xywh_px=boxes,
+        area=area,
+        iscrowd=iscrowd,
+        difficult=np.zeros(n, bool),
+        annotation_id=ann_id,
+        source="coco",
+        name=path.name,
+    )
+
+
+def load_coco_ground_truth(path: str | Path) -> GroundTruth:
+    """Read a COCO instances JSON file (``instances_val2017.json`` or any COCO-format set)."""
+    return parse_coco_ground_truth(read_json(path), path)

@@ -1,0 +1,68 @@
+"""Reading JSON files and validating their records, with errors that say where."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from evalkit.errors import InputError
+
+
+def read_json(path: str | Path) -> Any:
+    """Parse a JSON file; a missing or malformed file raises InputError naming it."""
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        raise InputError("file not found", path=path) from None
+    except IsADirectoryError:
+        raise InputError("expected a JSON file, found a directory", path=path) from None
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}", path=path
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 JSON: {exc}", path=path) from None
+
+
+def require(record: Any, key: str, where: str, path: str | Path) -> Any:
+    """``record[key]``, or an InputError naming the record and the missing field."""
+    if not isinstance(record, dict):
+        raise InputError(
+            f"expected a JSON object, got {type(record).__name__}", path=path, record=where
+        )
+    if key not in record:
+        raise InputError(f"missing field {key!r}", path=path, record=where)
+    return record[key]
+
+
+def as_box(value: Any, where: str, path: str | Path) -> tuple[float, float, float, float]:
+    """A finite [x, y, w, h] with non-negative size, or an InputError saying what arrived."""
+    if not isinstance(value, (list, tuple)) or len(value) != 4:
+        raise InputError(
+            f"expected bbox [x, y, w, h] of 4 numbers, got {value!r}", path=path, record=where
+        )
+    try:
+        x, y, w, h = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise InputError(
+            f"expected bbox [x, y, w, h] of 4 numbers, got {value!r}", path=path, record=where
+        ) from None
+    if not all(math.isfinite(v) for v in (x, y, w, h)):
+        raise InputError(f"bbox has a non-finite value: {value!r}", path=path, record=where)
+    if w < 0 or h < 0:
+        raise InputError(f"bbox has a negative width or height: {value!r}", path=path, record=where)
+    return x, y, w, h
+
+
+def as_number(value: Any, field: str, where: str, path: str | Path) -> float:
+    """A finite number (bool is not a number here), or an InputError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(f"{field} must be a number, got {value!r}", path=path, record=where)
+    number = float(value)
+    if not math.isfinite(number):
+        raise InputError(f"{field} must be finite, got {value!r}", path=path, record=where)
+    return number

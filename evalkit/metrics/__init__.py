@@ -1,0 +1,41 @@
+"""The metrics engine: one functional core, four registered AP protocols.
+
+>>> from evalkit.metrics import evaluate
+>>> result = evaluate(ground_truth, detections, protocol="coco")  # doctest: +SKIP
+>>> result.ap, result.stats  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+# Importing the protocol modules registers them.
+from evalkit.metrics import coco as _coco  # noqa: F401
+from evalkit.metrics import st as _st  # noqa: F401
+from evalkit.metrics import voc as _voc  # noqa: F401
+from evalkit.metrics.protocol import PROTOCOLS, EvalOptions, Protocol
+from evalkit.metrics.results_file import load_coco_results, parse_coco_results, write_coco_results
+from evalkit.types import Detections, EvalResult, GroundTruth
+
+
+def evaluate(
+    ground_truth: GroundTruth,
+    detections: Detections,
+    protocol: str = "coco",
+    iou: float = 0.5,
+    input_size: int = 300,
+) -> EvalResult:
+    """Score ``detections`` against ``ground_truth`` under one registered protocol."""
+    return PROTOCOLS.get(protocol).run(
+        ground_truth, detections, EvalOptions(iou=iou, input_size=input_size)
+    )
+
+
+__all__ = [
+    "PROTOCOLS",
+    "EvalOptions",
+    "EvalResult",
+    "Protocol",
+    "evaluate",
+    "load_coco_results",
+    "parse_coco_results",
+    "write_coco_results",
+]

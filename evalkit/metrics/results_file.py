@@ -1,0 +1,118 @@
+"""COCO results files (``[{image_id, category_id, bbox: [x, y, w, h], score}, ...]``).
+
+Coordinates stay float64 in original pixels exactly as written, so a file evaluates here
+exactly as pycocotools evaluates it. For VOC ground truth ``image_id`` is the image name and
+``category_id`` the class name or its 1-based index.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evalkit.errors import InputError
+from evalkit.jsonio import as_box, as_number, read_json, require
+from evalkit.types import Detections, GroundTruth
+
+
+def _category_lookup(gt: GroundTruth) -> dict[Any, int]:
+    lookup: dict[Any, int] = {}
+    for i, cat in enumerate(gt.categories):
+        lookup[cat.id] = i
+        lookup.setdefault(cat.name, i)
+    return lookup
+
+
+def _record_error(records: Sequence[Any], gt: GroundTruth, path: Path) -> InputError:
+    """Find the first bad record the slow way, to say exactly what is wrong with it."""
+    categories = _category_lookup(gt)
+    for i, rec in enumerate(records):
+        where = f"record {i}"
+        image_id = require(rec, "image_id", where, path)
+        if gt.image_position(image_id) is None:
+            return InputError(
+                f"image_id {image_id!r} is not an image of the ground truth "
+                f"{gt.name or ''}".rstrip(),
+                path=path,
+                record=where,
+            )
+        cat = require(rec, "category_id", where, path)
+        if isinstance(cat, bool) or cat not in categories:
+            return InputError(
+                f"category_id {cat!r} is not a category of the ground truth "
+                f"(known: {', '.join(str(c.id) for c in gt.categories)})",
+                path=path,
+                record=where,
+            )
+        as_box(require(rec, "bbox", where, path), where, path)
+        as_number(require(rec, "score", where, path), "score", where, path)
+    return InputError("unreadable records", path=path)
+
+
+def parse_coco_results(records: Any, gt: GroundTruth, path: str | Path = "<memory>") -> Detections:
+    """Validate parsed results against ``gt`` and return them as columnar detections."""
+    path = Path(path)
+    if not isinstance(records, list):
+        raise InputError(
+            f"expected a JSON list of detections, got {type(records).__name__}", path=path
+        )
+    if not records:
+        return Detections.empty()
+    categories = _category_lookup(gt)
+    try:
+        # Fast path: column extraction; any surprise falls back to a record-by-record check.
+        image_index = np.array([gt.image_position(r["image_id"]) for r in records])
+        category_index = np.array([categories.get(r["category_id"], -1) for r in records])
+        boxes = np.array([r["bbox"] for r in records], dtype=np.float64)
+        scores = np.array([r["score"] for r in records], dtype=np.float64)
+        ok = (
+            image_index.dtype != object
+            and category_index.dtype != object
+            and boxes.shape == (len(records), 4)
+            and bool(np.all(category_index >= 0))
+            and not any(isinstance(r["category_id"], bool) for r in records)
+            and not any(isinstance(r["score"], bool) for r in records)
+            and bool(np.isfinite(boxes).all())
+            and bool(np.isfinite(scores).all())
+            and bool((boxes[:, 2:] >= 0).all())
+        )
+    except (KeyError, TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise _record_error(records, gt, path)
+    return Detections(
+        image_index=image_index.astype(np.int64),
+        category_index=category_index.astype(np.int64),
+        boxes_xywh_px=boxes,
+        scores=scores,
+    )
+
+
+def load_coco_results(path: str | Path, gt: GroundTruth) -> Detections:
+    """Read a COCO results file whose detections refer to ``gt``'s images and categories."""
+    return parse_coco_results(read_json(path), gt, path)
+
+
+def coco_results_records(gt: GroundTruth, dets: Detections) -> list[dict[str, Any]]:
+    """Detections as COCO result records (image ids and category ids of ``gt``)."""
+    image_ids = [im.image_id for im in gt.images]
+    cat_ids = [c.id for c in gt.categories]
+    return [
+        {"image_id": image_ids[i], "category_id": cat_ids[c], "bbox": box, "score": s}
+        for i, c, box, s in zip(
+            dets.image_index.tolist(),
+            dets.category_index.tolist(),
+            dets.boxes_xywh_px.tolist(),
+            dets.scores.tolist(),
+            strict=True,
+        )
+    ]
+
+
+def write_coco_results(path: str | Path, gt: GroundTruth, dets: Detections) -> None:
+    """Write a results file that pycocotools' ``loadRes`` reads back to the same floats."""
+    Path(path).write_text(json.dumps(coco_results_records(gt, dets)))

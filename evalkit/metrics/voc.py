@@ -1,0 +1,110 @@
+"""``voc07`` and ``voc12``: the Pascal VOC devkit rules, differing only in interpolation.
+
+Per class over the whole set, detections by descending confidence (stable: ties keep input
+order, as the MATLAB devkit's sort does), IoU with the +1 convention in original pixels,
+each detection judged against its single best ground truth: a difficult one makes it
+ignored, a free one a TP, a taken one (or IoU below threshold) an FP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from evalkit.metrics.curves import claim_curves
+from evalkit.metrics.interpolation import ap_voc07, ap_voc12
+from evalkit.metrics.iou import iou_voc_xyxy, xywh_to_xyxy
+from evalkit.metrics.protocol import EvalOptions, Protocol, register
+from evalkit.types import ClassResult, Detections, EvalResult, FloatArray, GroundTruth
+
+
+@dataclass(frozen=True)
+class VocRules:
+    """What distinguishes one VOC protocol from another: its name and interpolation."""
+
+    name: str
+    year: str
+    interpolate: Callable[[FloatArray, FloatArray], float]
+
+
+def evaluate_voc(
+    rules: VocRules, gt: GroundTruth, dets: Detections, options: EvalOptions
+) -> EvalResult:
+    num_classes = len(gt.categories)
+    order = np.lexsort((np.arange(len(dets)), -dets.scores, dets.category_index))
+    curves = claim_curves(
+        det_image=dets.image_index,
+        det_class=dets.category_index,
+        det_xyxy=xywh_to_xyxy(dets.boxes_xywh_px),
+        processing_order=order,
+        gt_image=gt.image_index,
+        gt_class=gt.category_index,
+        gt_xyxy=xywh_to_xyxy(gt.boxes_xywh_px),
+        gt_ignored=gt.difficult,
+        num_classes=num_classes,
+        threshold=options.iou,
+        pair_iou=iou_voc_xyxy,
+    )
+    npos = np.bincount(gt.category_index[~gt.difficult], minlength=num_classes)
+    per_class = []
+    for k, cat in enumerate(gt.categories):
+        tp_cum, fp_cum = curves.of(k)
+        tp = tp_cum.astype(np.float64)
+        fp = fp_cum.astype(np.float64)
+        if npos[k] == 0:  # the devkit would divide by zero; such a class is not averaged
+            rec = np.zeros(tp.shape)
+            prec = np.zeros(tp.shape)
+            ap = None
+        else:
+            rec = tp / float(npos[k])
+            prec = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
+            ap = rules.interpolate(rec, prec)
+        per_class.append(
+            ClassResult(
+                name=cat.name,
+                category_id=cat.id,
+                ap=ap,
+                num_gt=int(npos[k]),
+                num_detections=int(tp.shape[0]),
+                tp=int(tp_cum[-1]) if tp_cum.size else 0,
+                fp=int(fp_cum[-1]) if fp_cum.size else 0,
+                recall=rec,
+                precision=prec,
+            )
+        )
+    aps = [c.ap for c in per_class if c.ap is not None]
+    return EvalResult(
+        protocol=rules.name,
+        iou=options.iou,
+        ap=float(np.mean(aps)) if aps else 0.0,
+        per_class=tuple(per_class),
+        num_images=len(gt.images),
+        num_gt=int(npos.sum()),
+        num_detections=len(dets),
+        tp=sum(c.tp for c in per_class),
+        fp=sum(c.fp for c in per_class),
+        settings={"iou": options.iou, "interpolation": rules.year},
+    )
+
+
+def _voc_protocol(rules: VocRules, summary: str) -> Protocol:
+    def run(gt: GroundTruth, dets: Detections, options: EvalOptions) -> EvalResult:
+        return evaluate_voc(rules, gt, dets, options)
+
+    return Protocol(name=rules.name, reference="Pascal VOC devkit", summary=summary, run=run)
+
+
+register(
+    _voc_protocol(
+        VocRules("voc07", "11-point", ap_voc07),
+        "VOC2007 11-point AP, +1 IoU in original pixels, difficult ignored",
+    )
+)
+register(
+    _voc_protocol(
+        VocRules("voc12", "all-point", ap_voc12),
+        "VOC2010+ all-point AP, +1 IoU in original pixels, difficult ignored",
+    )
+)
