@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -61,14 +62,17 @@ def read_split(year_dir: str | Path, split: str) -> list[str]:
     return [line.split()[0] for line in split_file.read_text().splitlines() if line.strip()]
 
 
-def load_voc_ground_truth(year_dir: str | Path, split: str) -> GroundTruth:
+def load_voc_ground_truth(
+    year_dir: str | Path, split: str, classes: Sequence[str] = VOC_CLASSES
+) -> GroundTruth:
     """Parse the XML annotations of one split.
 
     Boxes are stored zero-based (``x = xmin - 1``, ``w = xmax - xmin``; see GroundTruth).
-    Category ids are the 1-based indices of the 20 classes in their standard order.
+    Category ids are the 1-based indices of ``classes`` (the 20 VOC classes in their
+    standard order by default; a VOC-layout set of other classes passes its own list).
     """
     year_dir = Path(year_dir)
-    class_pos = {name: i for i, name in enumerate(VOC_CLASSES)}
+    class_pos = {name: i for i, name in enumerate(classes)}
     images: list[ImageRecord] = []
     image_index: list[int] = []
     category_index: list[int] = []
@@ -94,7 +98,7 @@ def load_voc_ground_truth(year_dir: str | Path, split: str) -> GroundTruth:
             cls = _text(obj, "name", xml_path, record)
             if cls not in class_pos:
                 raise InputError(
-                    f"unknown class {cls!r}; expected one of the 20 VOC classes",
+                    f"unknown class {cls!r}; expected one of: {', '.join(classes)}",
                     path=xml_path,
                     record=record,
                 )
@@ -118,7 +122,7 @@ def load_voc_ground_truth(year_dir: str | Path, split: str) -> GroundTruth:
     box_array = np.asarray(boxes, np.float64).reshape(-1, 4)
     return GroundTruth(
         images=tuple(images),
-        categories=tuple(Category(id=i + 1, name=n) for i, n in enumerate(VOC_CLASSES)),
+        categories=tuple(Category(id=i + 1, name=n) for i, n in enumerate(classes)),
         image_index=np.asarray(image_index, np.int64),
         category_index=np.asarray(category_index, np.int64),
         boxes_xywh_px=box_array,
