@@ -12,14 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evalkit.metrics.interpolation import (
-    COCO_IOU_THRESHOLDS,
-    COCO_RECALL_THRESHOLDS,
-    sample_coco_101,
-)
+from evalkit.metrics.coco_accumulate import Marks, accumulate
+from evalkit.metrics.interpolation import COCO_IOU_THRESHOLDS, COCO_RECALL_THRESHOLDS
 from evalkit.metrics.iou import iou_coco_xywh
-from evalkit.metrics.matching import greedy_match
-from evalkit.metrics.pairs import pairs_by_key, rank_within_groups, segment_cumsum
+from evalkit.metrics.matching import GreedyMatcher
+from evalkit.metrics.pairs import pairs_by_key, rank_within_groups
 from evalkit.metrics.protocol import EvalOptions, Protocol, register
 from evalkit.types import ClassResult, Detections, EvalResult, FloatArray, GroundTruth, IntArray
 
@@ -95,73 +92,59 @@ def coco_arrays(gt: GroundTruth, dets: Detections) -> CocoArrays:
     g_cat = cat_rank[gt.category_index]
     g_key = img_rank[gt.image_index] * max(num_k, 1) + g_cat
 
-    # Per image and category: stable sort by descending score, keep the first maxDets[-1].
+    # accumulate() concatenates, per category, the images in ascending id order, each in
+    # its score order, then sorts stably by descending score: that is one stable sort by
+    # (category, -score, image), file order breaking the remaining ties. Lay detections out
+    # in that order once, so every later per-detection array is already in curve order.
     d_cat_all = cat_rank[dets.category_index]
     d_img_all = img_rank[dets.image_index]
-    d_key_all = d_img_all * max(num_k, 1) + d_cat_all
-    order = np.lexsort((np.arange(len(dets)), -dets.scores, d_key_all))
-    rank_all = rank_within_groups(d_key_all[order])
-    kept = order[rank_all < MAX_DETS[-1]]
-    d_rank = rank_all[rank_all < MAX_DETS[-1]]
-    d_key, d_cat, d_img = d_key_all[kept], d_cat_all[kept], d_img_all[kept]
-    d_scores = dets.scores[kept]
+    order = np.lexsort((d_img_all, -dets.scores, d_cat_all))
+    # Within one image and category that order is pycocotools' per-image score order
+    # (stable mergesort by -score), so a stable grouping by (image, category) yields each
+    # detection's rank, and only the first maxDets[-1] of each group are evaluated.
+    d_key_all = d_img_all[order] * max(num_k, 1) + d_cat_all[order]
+    by_group = np.argsort(d_key_all, kind="stable")
+    rank_all = np.empty(order.shape[0], np.int64)
+    rank_all[by_group] = rank_within_groups(d_key_all[by_group])
+    within = rank_all < MAX_DETS[-1]
+    kept, d_rank, d_key = order[within], rank_all[within], d_key_all[within]
+    d_cat = d_cat_all[kept]
     d_boxes = dets.boxes_xywh_px[kept]
     d_area = d_boxes[:, 2] * d_boxes[:, 3]  # loadRes sets a result's area to w * h
 
     pairs = pairs_by_key(d_key, g_key)
     pair_iou = iou_coco_xywh(d_boxes[pairs.det], gt.boxes_xywh_px[pairs.gt], gt.iscrowd[pairs.gt])
-
-    # accumulate(): per category, images in ascending id order, each image's detections in
-    # score order, then one stable sort by descending score.
-    acc_order = np.lexsort((d_rank, d_img, -d_scores, d_cat))
-    acc_cat = d_cat[acc_order]
-    acc_rank = d_rank[acc_order]
     gt_id_nonzero = gt.annotation_id != 0
+    matcher = GreedyMatcher(pairs, pair_iou, d_rank, COCO_IOU_THRESHOLDS)
 
     precision = -np.ones((num_t, num_r, num_k, num_a, num_m))
     recall = -np.ones((num_t, num_k, num_a, num_m))
     tp_end = np.zeros((num_t, num_k, num_a, num_m), np.int64)
     fp_end = np.zeros((num_t, num_k, num_a, num_m), np.int64)
     num_gt = np.zeros((num_k, num_a), np.int64)
-    num_det = np.zeros((num_k, num_m), np.int64)
+    by_max_det = [d_rank < max_det for max_det in MAX_DETS]
+    num_det = np.stack([np.bincount(d_cat[sel], minlength=num_k) for sel in by_max_det], 1)
 
     for a, (lo, hi) in enumerate(AREA_RANGES):
         gt_ignored = gt.iscrowd | (gt.area < lo) | (gt.area > hi)
-        matched = greedy_match(pairs, pair_iou, d_rank, gt_ignored, gt.iscrowd, COCO_IOU_THRESHOLDS)
+        matched = matcher.match(gt_ignored, gt.iscrowd)
         is_match = matched >= 0
         safe = np.where(is_match, matched, 0)
-        det_ignored = np.where(is_match, gt_ignored[safe], False)
         real_match = is_match & gt_id_nonzero[safe]
         outside = (d_area < lo) | (d_area > hi)
-        det_ignored |= ~real_match & outside[None, :]
-        tps_all = (real_match & ~det_ignored)[:, acc_order]
-        fps_all = (~real_match & ~det_ignored)[:, acc_order]
+        det_ignored = (is_match & gt_ignored[safe]) | (~real_match & outside[None, :])
+        marks = Marks.from_dense(real_match & ~det_ignored, det_ignored)
         npig = np.bincount(g_cat[~gt_ignored], minlength=num_k)
         num_gt[:, a] = npig
-        for m, max_det in enumerate(MAX_DETS):
-            sel = acc_rank < max_det
-            cats = acc_cat[sel]
-            starts = np.flatnonzero(np.r_[True, cats[1:] != cats[:-1]]) if cats.size else cats
-            tp_sum = segment_cumsum(tps_all[:, sel].astype(np.int64), starts)
-            fp_sum = segment_cumsum(fps_all[:, sel].astype(np.int64), starts)
-            bounds = np.searchsorted(cats, np.arange(num_k + 1), side="left")
-            if a == 0:
-                num_det[:, m] = np.diff(bounds)
-            for k in range(num_k):
-                if npig[k] == 0:  # pycocotools leaves such a category at -1
-                    continue
-                b0, b1 = int(bounds[k]), int(bounds[k + 1])
-                tp = tp_sum[:, b0:b1].astype(np.float64)
-                fp = fp_sum[:, b0:b1].astype(np.float64)
-                rc = tp / npig[k]
-                pr = tp / (fp + tp + np.spacing(1))
-                if b1 > b0:
-                    recall[:, k, a, m] = rc[:, -1]
-                    tp_end[:, k, a, m] = tp_sum[:, b1 - 1]
-                    fp_end[:, k, a, m] = fp_sum[:, b1 - 1]
-                else:
-                    recall[:, k, a, m] = 0.0
-                precision[:, :, k, a, m] = sample_coco_101(rc, pr)
+        for m, sel in enumerate(by_max_det):
+            if m < num_m - 1:
+                result = accumulate(marks.subset(sel), d_cat[sel], npig)
+            else:  # maxDets[-1] keeps every detection evaluated
+                result = accumulate(marks, d_cat, npig)
+            precision[:, :, :, a, m] = result.precision
+            recall[:, :, a, m] = result.recall
+            tp_end[:, :, a, m] = result.tp
+            fp_end[:, :, a, m] = result.fp
 
     category_ids = np.array([c.id for c in gt.categories], np.int64)
     sorted_ids = np.empty_like(category_ids)

@@ -68,57 +68,65 @@ def claim_in_order(
     return tp, on_ignored
 
 
-def greedy_match(
-    pairs: Pairs,
-    iou: FloatArray,
-    det_rank: IntArray,
-    gt_ignored: BoolArray,
-    gt_crowd: BoolArray,
-    thresholds: FloatArray,
-) -> IntArray:
+class GreedyMatcher:
     """pycocotools' ``evaluateImg`` matching for all groups and thresholds at once.
-
-    ``det_rank`` is each detection's position in its group's score order. Returns, per
-    threshold and detection, the matched ground truth index or -1 (shape (T, n_dets)).
 
     Per detection pycocotools scans ground truths with regular ones first, skips those
     already matched (crowds never count as matched), stops at the first ignored one once it
     holds a regular match, and keeps the last ground truth whose IoU is >= the best so far:
-    so the winner is the maximum of (is regular, IoU, position), among the available pairs
+    so the winner is the maximum of (is regular, IoU, position) among the available pairs
     with IoU >= min(t, 1 - 1e-10).
+
+    Built once per evaluation (the pair order does not depend on the area range); call
+    :meth:`match` once per area range with that range's ignore flags.
     """
-    num_dets = det_rank.shape[0]
-    num_gts = gt_ignored.shape[0]
-    num_t = thresholds.shape[0]
-    matched_gt = np.full((num_t, num_dets), -1, np.int64)
-    if len(pairs) == 0:
+
+    def __init__(
+        self, pairs: Pairs, iou: FloatArray, det_rank: IntArray, thresholds: FloatArray
+    ) -> None:
+        self.num_dets = det_rank.shape[0]
+        self.limits = np.minimum(thresholds, 1 - 1e-10)
+        keep = iou >= self.limits.min() if len(pairs) else np.zeros(0, bool)
+        p_det, p_gt, p_iou = pairs.det[keep], pairs.gt[keep], iou[keep]
+        # Pairs arrive by detection with ground truths ascending; order each detection's
+        # pairs by IoU (stable, so equal IoUs keep ground-truth order), then all pairs by
+        # within-group rank (stable, so each detection's pairs stay together).
+        order = np.lexsort((p_iou, p_det))
+        order = order[np.argsort(det_rank[p_det[order]], kind="stable")]
+        self.det, self.gt, self.iou = p_det[order], p_gt[order], p_iou[order]
+        rank = det_rank[self.det]
+        top = int(rank.max()) + 2 if rank.size else 1
+        self.rank_bounds = np.searchsorted(rank, np.arange(top), side="left")
+        self.passes = self.iou[:, None] >= self.limits[None, :]
+
+    def match(self, gt_ignored: BoolArray, gt_crowd: BoolArray) -> IntArray:
+        """Matched ground-truth index per (threshold, detection), -1 for none."""
+        num_t = self.limits.shape[0]
+        matched_gt = np.full((num_t, self.num_dets), -1, np.int64)
+        gt_taken = np.zeros((gt_ignored.shape[0], num_t), bool)
+        regular = ~gt_ignored[self.gt][:, None]
+        crowd = gt_crowd[self.gt][:, None]
+        for r in range(self.rank_bounds.shape[0] - 1):
+            lo, hi = int(self.rank_bounds[r]), int(self.rank_bounds[r + 1])
+            if lo == hi:
+                continue
+            step_gt = self.gt[lo:hi]
+            eligible = self.passes[lo:hi] & (crowd[lo:hi] | ~gt_taken[step_gt])
+            det_starts = np.flatnonzero(first_per_group(self.det[lo:hi]))
+            # Within a detection pairs ascend in (IoU, position): the last eligible regular
+            # pair wins, else the last eligible ignored one.
+            position = np.arange(1, hi - lo + 1)[:, None]
+            best_regular = np.maximum.reduceat(
+                np.where(eligible & regular[lo:hi], position, 0), det_starts, axis=0
+            )
+            best_ignored = np.maximum.reduceat(
+                np.where(eligible & ~regular[lo:hi], position, 0), det_starts, axis=0
+            )
+            best = np.where(best_regular > 0, best_regular, best_ignored)
+            det_idx, t_idx = np.nonzero(best)
+            if det_idx.size == 0:
+                continue
+            chosen_gt = step_gt[best[det_idx, t_idx] - 1]
+            gt_taken[chosen_gt, t_idx] = True
+            matched_gt[t_idx, self.det[lo:hi][det_starts][det_idx]] = chosen_gt
         return matched_gt
-    limits = np.minimum(thresholds, 1 - 1e-10)
-    keep = iou >= limits.min()
-    p_det, p_gt, p_iou = pairs.det[keep], pairs.gt[keep], iou[keep]
-    p_rank = det_rank[p_det]
-    regular = ~gt_ignored[p_gt]
-    # Within each detection the best eligible pair is the last one in this order.
-    order = np.lexsort((p_gt, p_iou, regular, p_det, p_rank))
-    p_det, p_gt, p_iou, p_rank = p_det[order], p_gt[order], p_iou[order], p_rank[order]
-    passes = p_iou[:, None] >= limits[None, :]
-    gt_taken = np.zeros((num_gts, num_t), bool)
-    crowd = gt_crowd[p_gt][:, None]
-    rank_bounds = np.searchsorted(p_rank, np.arange(int(p_rank.max()) + 2), side="left")
-    for r in range(rank_bounds.shape[0] - 1):
-        lo, hi = int(rank_bounds[r]), int(rank_bounds[r + 1])
-        if lo == hi:
-            continue
-        step_gt = p_gt[lo:hi]
-        eligible = passes[lo:hi] & (crowd[lo:hi] | ~gt_taken[step_gt])
-        det_starts = np.flatnonzero(first_per_group(p_det[lo:hi]))
-        position = np.where(eligible, np.arange(1, hi - lo + 1)[:, None], 0)
-        best = np.maximum.reduceat(position, det_starts, axis=0)  # (dets in step, T)
-        has = best > 0
-        if not has.any():
-            continue
-        det_idx, t_idx = np.nonzero(has)
-        chosen_gt = step_gt[best[det_idx, t_idx] - 1]
-        gt_taken[chosen_gt, t_idx] = True
-        matched_gt[t_idx, p_det[lo:hi][det_starts][det_idx]] = chosen_gt
-    return matched_gt

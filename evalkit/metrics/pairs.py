@@ -29,13 +29,23 @@ def group_key(image_index: IntArray, category_index: IntArray, num_categories: i
     return image_index.astype(np.int64) * np.int64(max(num_categories, 1)) + category_index
 
 
+# Up to this many distinct keys, a dense count table is cheaper than binary searches.
+_DENSE_KEYS = 1 << 22
+
+
 def pairs_by_key(det_key: IntArray, gt_key: IntArray) -> Pairs:
     """All pairs with equal keys, without a Python loop over groups."""
     gt_order = np.argsort(gt_key, kind="stable")
     sorted_keys = gt_key[gt_order]
-    start = np.searchsorted(sorted_keys, det_key, side="left")
-    end = np.searchsorted(sorted_keys, det_key, side="right")
-    counts = end - start
+    top = int(max(det_key.max(initial=-1), gt_key.max(initial=-1))) + 1
+    if top <= _DENSE_KEYS:
+        per_key = np.bincount(gt_key, minlength=top)
+        key_start = np.cumsum(per_key) - per_key
+        start = key_start[det_key]
+        counts = per_key[det_key]
+    else:
+        start = np.searchsorted(sorted_keys, det_key, side="left")
+        counts = np.searchsorted(sorted_keys, det_key, side="right") - start
     total = int(counts.sum())
     det = np.repeat(np.arange(det_key.shape[0], dtype=np.int64), counts)
     # Offset of each pair inside its detection's run of ground truths.
