@@ -48,7 +48,7 @@ def _frozen(array: npt.ArrayLike, dtype: npt.DTypeLike, shape_tail: tuple[int, .
     return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class GroundTruth:
     """The annotations of an evaluated set, one row per annotated object.
 
@@ -114,12 +114,17 @@ class GroundTruth:
     def class_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.categories)
 
+    @property
+    def image_lookup(self) -> dict[ImageId, int]:
+        """Image id to position in ``images`` (do not modify)."""
+        return self._image_lookup
+
     def image_position(self, image_id: ImageId) -> int | None:
         """Index of ``image_id`` in ``images``, or None when the set has no such image."""
         return self._image_lookup.get(image_id)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Detections:
     """Scored boxes for the images of one :class:`GroundTruth`, one row per detection.
 
@@ -163,7 +168,7 @@ class Detections:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ClassResult:
     """One class under one protocol: AP at the protocol's IoU, counts and its PR curve.
 
@@ -185,7 +190,7 @@ class ClassResult:
     ap_coco: float | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class EvalResult:
     """Everything one protocol measured on one set of detections."""
 

@@ -129,10 +129,13 @@ def coco_arrays(gt: GroundTruth, dets: Detections) -> CocoArrays:
         gt_ignored = gt.iscrowd | (gt.area < lo) | (gt.area > hi)
         matched = matcher.match(gt_ignored, gt.iscrowd)
         is_match = matched >= 0
-        safe = np.where(is_match, matched, 0)
-        real_match = is_match & gt_id_nonzero[safe]
+        hit = matched[is_match]
+        real_match = is_match.copy()
+        real_match[is_match] = gt_id_nonzero[hit]
+        on_ignored = np.zeros_like(is_match)
+        on_ignored[is_match] = gt_ignored[hit]
         outside = (d_area < lo) | (d_area > hi)
-        det_ignored = (is_match & gt_ignored[safe]) | (~real_match & outside[None, :])
+        det_ignored = on_ignored | (~real_match & outside[None, :])
         marks = Marks.from_dense(real_match & ~det_ignored, det_ignored)
         npig = np.bincount(g_cat[~gt_ignored], minlength=num_k)
         num_gt[:, a] = npig

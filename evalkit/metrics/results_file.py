@@ -65,20 +65,23 @@ def parse_coco_results(records: Any, gt: GroundTruth, path: str | Path = "<memor
     categories = _category_lookup(gt)
     try:
         # Fast path: column extraction; any surprise falls back to a record-by-record check.
-        image_index = np.array([gt.image_position(r["image_id"]) for r in records])
-        category_index = np.array([categories.get(r["category_id"], -1) for r in records])
+        n = len(records)
+        images = gt.image_lookup
+        image_index = np.fromiter((images.get(r["image_id"], -1) for r in records), np.int64, n)
+        category_index = np.fromiter(
+            (categories.get(r["category_id"], -1) for r in records), np.int64, n
+        )
         boxes = np.array([r["bbox"] for r in records], dtype=np.float64)
         scores = np.array([r["score"] for r in records], dtype=np.float64)
         ok = (
-            image_index.dtype != object
-            and category_index.dtype != object
-            and boxes.shape == (len(records), 4)
+            boxes.shape == (n, 4)
+            and bool(np.all(image_index >= 0))
             and bool(np.all(category_index >= 0))
-            and not any(isinstance(r["category_id"], bool) for r in records)
-            and not any(isinstance(r["score"], bool) for r in records)
             and bool(np.isfinite(boxes).all())
             and bool(np.isfinite(scores).all())
             and bool((boxes[:, 2:] >= 0).all())
+            # True == 1 in a dict lookup and np.array turns True into 1.0: refuse bools.
+            and not any(type(r["category_id"]) is bool or type(r["score"]) is bool for r in records)
         )
     except (KeyError, TypeError, ValueError):
         ok = False

@@ -1,0 +1,65 @@
+"""Mapping a model's classes onto a dataset's categories by name.
+
+A COCO-trained model evaluated on VOC or COCO-Person needs its class indices translated to
+the dataset's categories; names differ between the two conventions, hence the aliases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+# COCO name -> VOC name; both spellings normalise to the same key.
+COCO_VOC_ALIASES = {
+    "airplane": "aeroplane",
+    "motorcycle": "motorbike",
+    "couch": "sofa",
+    "tv": "tvmonitor",
+    "dining table": "diningtable",
+    "potted plant": "pottedplant",
+}
+
+
+def canonical_class_name(name: str) -> str:
+    """Lower-cased, trimmed, with COCO spellings folded onto their VOC alias."""
+    key = " ".join(name.strip().lower().split())
+    return COCO_VOC_ALIASES.get(key, key)
+
+
+@dataclass(frozen=True)
+class ClassMapping:
+    """Model class index -> dataset category position, plus what did not map."""
+
+    model_to_dataset: dict[int, int]
+    dropped_model_classes: tuple[str, ...]
+    unmatched_dataset_classes: tuple[str, ...]
+
+    def describe(self) -> str:
+        """One line a person can read in a log."""
+        text = f"{len(self.model_to_dataset)} model classes mapped"
+        if self.dropped_model_classes:
+            text += f"; dropped (not in the dataset): {', '.join(self.dropped_model_classes)}"
+        if self.unmatched_dataset_classes:
+            text += (
+                f"; dataset classes no model class predicts: "
+                f"{', '.join(self.unmatched_dataset_classes)}"
+            )
+        return text
+
+
+def map_classes(model_classes: Sequence[str], dataset_classes: Sequence[str]) -> ClassMapping:
+    """Match by canonical name; unmapped model classes are dropped and reported."""
+    dataset_pos: dict[str, int] = {}
+    for i, name in enumerate(dataset_classes):
+        dataset_pos.setdefault(canonical_class_name(name), i)
+    mapping: dict[int, int] = {}
+    dropped: list[str] = []
+    for i, name in enumerate(model_classes):
+        pos = dataset_pos.get(canonical_class_name(name))
+        if pos is None:
+            dropped.append(name)
+        else:
+            mapping[i] = pos
+    used = set(mapping.values())
+    unmatched = tuple(n for i, n in enumerate(dataset_classes) if i not in used)
+    return ClassMapping(mapping, tuple(dropped), unmatched)

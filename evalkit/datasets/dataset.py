@@ -1,0 +1,225 @@
+"""Datasets: ground truth plus the images it describes, streamed lazily.
+
+``open_coco`` / ``open_voc`` (and the ``coco-person`` view) build a :class:`Dataset`. They
+check the images before any long run starts: a missing file, an image whose size disagrees
+with its annotation or (with ``check="decode"``) one that does not decode is an error naming
+the file and the record; ``skip_bad=True`` instead drops those images and records exactly
+which were skipped and why (``Dataset.skipped``). Nothing is skipped silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from evalkit.datasets.coco import load_coco_ground_truth
+from evalkit.datasets.views import person_view, select
+from evalkit.datasets.voc import VOC_CLASSES, load_voc_ground_truth
+from evalkit.errors import InputError
+from evalkit.registry import Registry
+from evalkit.types import BoolArray, FloatArray, GroundTruth, ImageId, ImageRecord, IntArray
+
+ImageCheck = Literal["none", "exists", "decode"]
+# Annotations may poke out of their image by rounding; more than this is an error.
+BOX_TOLERANCE_PX = 1.0
+
+
+@dataclass(frozen=True)
+class SkippedImage:
+    """An image left out of a dataset and the reason."""
+
+    image_id: ImageId
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ImageAnnotations:
+    """The ground truth of one image."""
+
+    boxes_xywh_px: FloatArray
+    category_index: IntArray
+    iscrowd: BoolArray
+    difficult: BoolArray
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Ground truth, the folder of its images, and what was skipped while opening it."""
+
+    name: str
+    ground_truth: GroundTruth
+    image_dir: Path
+    skipped: tuple[SkippedImage, ...] = ()
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.ground_truth.class_names
+
+    @property
+    def images(self) -> tuple[ImageRecord, ...]:
+        return self.ground_truth.images
+
+    def __len__(self) -> int:
+        return len(self.ground_truth.images)
+
+    def image_path(self, index: int) -> Path:
+        return self.image_dir / self.ground_truth.images[index].file_name
+
+    @cached_property
+    def _rows_by_image(self) -> tuple[IntArray, IntArray]:
+        """Annotation rows grouped by image (file order kept) and each image's bounds."""
+        order = np.argsort(self.ground_truth.image_index, kind="stable")
+        bounds = np.searchsorted(
+            self.ground_truth.image_index[order], np.arange(len(self) + 1), side="left"
+        )
+        return order, bounds
+
+    def annotations_of(self, index: int) -> ImageAnnotations:
+        """The ground truth of image ``index``, in annotation-file order."""
+        gt = self.ground_truth
+        order, bounds = self._rows_by_image
+        rows = order[bounds[index] : bounds[index + 1]]
+        return ImageAnnotations(
+            boxes_xywh_px=gt.boxes_xywh_px[rows],
+            category_index=gt.category_index[rows],
+            iscrowd=gt.iscrowd[rows],
+            difficult=gt.difficult[rows],
+        )
+
+    def iter_images(
+        self, indices: Sequence[int] | None = None
+    ) -> Iterator[tuple[int, npt.NDArray[np.uint8]]]:
+        """Decode images one at a time (RGB uint8), in dataset order unless told otherwise."""
+        from evalkit.datasets.images import decode_rgb
+
+        for index in range(len(self)) if indices is None else indices:
+            yield index, decode_rgb(self.image_path(index))
+
+
+def _check_boxes(gt: GroundTruth, source: Path) -> None:
+    """Boxes must lie inside their image (within BOX_TOLERANCE_PX)."""
+    if gt.num_annotations == 0:
+        return
+    widths = np.array([im.width for im in gt.images], np.float64)[gt.image_index]
+    heights = np.array([im.height for im in gt.images], np.float64)[gt.image_index]
+    b = gt.boxes_xywh_px
+    outside = (
+        (b[:, 0] < -BOX_TOLERANCE_PX)
+        | (b[:, 1] < -BOX_TOLERANCE_PX)
+        | (b[:, 0] + b[:, 2] > widths + BOX_TOLERANCE_PX)
+        | (b[:, 1] + b[:, 3] > heights + BOX_TOLERANCE_PX)
+    )
+    if outside.any():
+        row = int(np.flatnonzero(outside)[0])
+        image = gt.images[int(gt.image_index[row])]
+        raise InputError(
+            f"box [x, y, w, h] = {b[row].tolist()} lies outside its {image.width}x"
+            f"{image.height} image {image.image_id!r} ({int(outside.sum())} such boxes)",
+            path=source,
+            record=f"annotation id {int(gt.annotation_id[row])}",
+        )
+
+
+def _image_problem(path: Path, image: ImageRecord, check: ImageCheck) -> str | None:
+    from evalkit.datasets.images import decode_rgb, image_size
+
+    if not path.is_file():
+        return "image file not found"
+    try:
+        if check == "decode":
+            height, width = decode_rgb(path).shape[:2]
+        else:
+            width, height = image_size(path)
+    except InputError as exc:
+        return exc.problem
+    if (width, height) != (image.width, image.height):
+        return f"image is {width}x{height} but its annotation says {image.width}x{image.height}"
+    return None
+
+
+def _check_images(dataset: Dataset, check: ImageCheck, skip_bad: bool, source: Path) -> Dataset:
+    if check == "none":
+        return dataset
+    skipped: list[SkippedImage] = []
+    keep = np.ones(len(dataset), bool)
+    for index, image in enumerate(dataset.images):
+        path = dataset.image_path(index)
+        problem = _image_problem(path, image, check)
+        if problem is None:
+            continue
+        if not skip_bad:
+            raise InputError(
+                f"{problem} (pass skip_bad to leave such images out, recorded)",
+                path=path,
+                record=f"image id {image.image_id!r} in {source}",
+            )
+        keep[index] = False
+        skipped.append(SkippedImage(image.image_id, str(path), problem))
+    if not skipped:
+        return dataset
+    return Dataset(
+        name=dataset.name,
+        ground_truth=select(dataset.ground_truth, images=keep),
+        image_dir=dataset.image_dir,
+        skipped=dataset.skipped + tuple(skipped),
+    )
+
+
+def open_coco(
+    annotation_file: str | Path,
+    image_dir: str | Path,
+    *,
+    view: Literal["all", "person"] = "all",
+    check: ImageCheck = "exists",
+    skip_bad: bool = False,
+) -> Dataset:
+    """A COCO-format set; ``view="person"`` derives COCO-Person from the full annotations."""
+    annotation_file = Path(annotation_file)
+    gt = load_coco_ground_truth(annotation_file)
+    _check_boxes(gt, annotation_file)
+    name = annotation_file.stem
+    if view == "person":
+        gt = person_view(gt)
+        name = f"{name} (person)"
+    dataset = Dataset(name=name, ground_truth=gt, image_dir=Path(image_dir))
+    return _check_images(dataset, check, skip_bad, annotation_file)
+
+
+def open_voc(
+    year_dir: str | Path,
+    split: str,
+    *,
+    classes: Sequence[str] = VOC_CLASSES,
+    check: ImageCheck = "exists",
+    skip_bad: bool = False,
+) -> Dataset:
+    """A Pascal VOC year directory (``VOCdevkit/VOC2007``) and one of its splits."""
+    year_dir = Path(year_dir)
+    gt = load_voc_ground_truth(year_dir, split, classes)
+    _check_boxes(gt, year_dir / "Annotations")
+    dataset = Dataset(
+        name=f"{year_dir.name} {split}", ground_truth=gt, image_dir=year_dir / "JPEGImages"
+    )
+    return _check_images(dataset, check, skip_bad, year_dir / "ImageSets" / "Main" / split)
+
+
+DatasetOpener = Callable[..., Dataset]
+DATASETS: Registry[DatasetOpener] = Registry("dataset kind")
+DATASETS.add("coco", open_coco)
+DATASETS.add("voc", open_voc)
+
+
+def _open_coco_person(
+    annotation_file: str | Path, image_dir: str | Path, **kwargs: object
+) -> Dataset:
+    return open_coco(annotation_file, image_dir, view="person", **kwargs)  # type: ignore[arg-type]
+
+
+DATASETS.add("coco-person", _open_coco_person)
