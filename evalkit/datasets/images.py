@@ -35,7 +35,7 @@ import numpy.typing as npt
 
 from evalkit.errors import InputError
 
-__all__ = ["decode_rgb", "image_size", "resize_bilinear"]
+__all__ = ["check_complete", "decode_rgb", "image_size", "resize_bilinear"]
 
 _JPEG_SOI = b"\xff\xd8"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -64,7 +64,7 @@ def decode_rgb(path: str | Path) -> npt.NDArray[np.uint8]:
     partly grey image with only a warning on stderr).
     """
     path = Path(path)
-    _check_complete(path)
+    check_complete(path)
     # cv2.imread returns None instead of raising, so the result is checked below.
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None or bgr.size == 0:
@@ -136,7 +136,7 @@ def _check_is_file(path: Path) -> None:
         raise InputError("expected an image file, found a directory or special file", path=path)
 
 
-def _check_complete(path: Path) -> None:
+def check_complete(path: Path) -> None:
     """Refuse missing, empty and truncated JPEG/PNG files before OpenCV sees them."""
     _check_is_file(path)
     data = path.read_bytes()
