@@ -122,28 +122,27 @@ def coco_arrays(gt: GroundTruth, dets: Detections) -> CocoArrays:
     tp_end = np.zeros((num_t, num_k, num_a, num_m), np.int64)
     fp_end = np.zeros((num_t, num_k, num_a, num_m), np.int64)
     num_gt = np.zeros((num_k, num_a), np.int64)
-    by_max_det = [d_rank < max_det for max_det in MAX_DETS]
+    by_max_det = [np.flatnonzero(d_rank < max_det) for max_det in MAX_DETS]
     num_det = np.stack([np.bincount(d_cat[sel], minlength=num_k) for sel in by_max_det], 1)
 
     for a, (lo, hi) in enumerate(AREA_RANGES):
         gt_ignored = gt.iscrowd | (gt.area < lo) | (gt.area > hi)
-        matched = matcher.match(gt_ignored, gt.iscrowd)
-        is_match = matched >= 0
-        hit = matched[is_match]
-        real_match = is_match.copy()
-        real_match[is_match] = gt_id_nonzero[hit]
-        on_ignored = np.zeros_like(is_match)
-        on_ignored[is_match] = gt_ignored[hit]
+        found = matcher.match(gt_ignored, gt.iscrowd)
+        real_match = np.zeros((num_t, d_rank.shape[0]), bool)
+        real_match[found.threshold, found.det] = gt_id_nonzero[found.gt]
+        on_ignored = np.zeros_like(real_match)
+        on_ignored[found.threshold, found.det] = gt_ignored[found.gt]
         outside = (d_area < lo) | (d_area > hi)
         det_ignored = on_ignored | (~real_match & outside[None, :])
-        marks = Marks.from_dense(real_match & ~det_ignored, det_ignored)
+        is_tp = real_match & ~det_ignored
         npig = np.bincount(g_cat[~gt_ignored], minlength=num_k)
         num_gt[:, a] = npig
-        for m, sel in enumerate(by_max_det):
+        for m, cols in enumerate(by_max_det):
             if m < num_m - 1:
-                result = accumulate(marks.subset(sel), d_cat[sel], npig)
+                marks = Marks.from_dense(is_tp[:, cols], det_ignored[:, cols])
+                result = accumulate(marks, d_cat[cols], npig)
             else:  # maxDets[-1] keeps every detection evaluated
-                result = accumulate(marks, d_cat, npig)
+                result = accumulate(Marks.from_dense(is_tp, det_ignored), d_cat, npig)
             precision[:, :, :, a, m] = result.precision
             recall[:, :, a, m] = result.recall
             tp_end[:, :, a, m] = result.tp

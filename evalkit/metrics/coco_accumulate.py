@@ -66,18 +66,6 @@ class Marks:
     def from_dense(cls, is_tp: BoolArray, is_ignored: BoolArray) -> Marks:
         return cls(np.flatnonzero(is_tp), np.flatnonzero(is_ignored), *is_tp.shape)
 
-    def subset(self, keep: BoolArray) -> Marks:
-        """The same marks restricted to the detections where ``keep`` holds."""
-        new_pos = np.cumsum(keep) - 1
-        m = int(keep.sum())
-
-        def remap(key: IntArray) -> IntArray:
-            t, pos = np.divmod(key, max(self.n, 1))
-            inside = keep[pos]
-            return t[inside] * m + new_pos[pos[inside]]
-
-        return Marks(remap(self.tp_key), remap(self.ig_key), self.num_t, m)
-
 
 def _contains(sorted_keys: IntArray, queries: IntArray) -> BoolArray:
     at = np.searchsorted(sorted_keys, queries)

@@ -32,14 +32,20 @@ class BestMatch:
 
 def best_ground_truth(pairs: Pairs, iou: FloatArray, num_dets: int) -> BestMatch:
     """Highest-IoU ground truth of each detection; the first one (in ground-truth order)
-    wins ties, as ``numpy.argmax`` and MATLAB's ``max`` do in the references."""
+    wins ties, as ``numpy.argmax`` and MATLAB's ``max`` do in the references.
+
+    ``pairs`` must be grouped by detection with ground truths ascending (as
+    :func:`pairs_by_key` makes them), so "first" is the lowest position in each group.
+    """
     best_gt = np.full(num_dets, -1, np.int64)
     best_iou = np.full(num_dets, -np.inf, np.float64)
     if len(pairs) == 0:
         return BestMatch(best_gt, best_iou)
-    order = np.lexsort((pairs.gt, -iou, pairs.det))
-    first = first_per_group(pairs.det[order])
-    chosen = order[first]
+    starts = np.flatnonzero(first_per_group(pairs.det))
+    group_max = np.maximum.reduceat(iou, starts)
+    sizes = np.diff(np.append(starts, len(pairs)))
+    at_max = np.flatnonzero(iou == np.repeat(group_max, sizes))
+    chosen = at_max[first_per_group(pairs.det[at_max])]
     best_gt[pairs.det[chosen]] = pairs.gt[chosen]
     best_iou[pairs.det[chosen]] = iou[chosen]
     return BestMatch(best_gt, best_iou)
@@ -66,6 +72,15 @@ def claim_in_order(
         order = candidates[np.lexsort((processing_rank[candidates], best.gt[candidates]))]
         tp[order[first_per_group(best.gt[order])]] = True
     return tp, on_ignored
+
+
+@dataclass(frozen=True)
+class SparseMatches:
+    """Matches as parallel arrays: IoU-threshold index, detection, ground truth."""
+
+    threshold: IntArray
+    det: IntArray
+    gt: IntArray
 
 
 class GreedyMatcher:
@@ -99,13 +114,13 @@ class GreedyMatcher:
         self.rank_bounds = np.searchsorted(rank, np.arange(top), side="left")
         self.passes = self.iou[:, None] >= self.limits[None, :]
 
-    def match(self, gt_ignored: BoolArray, gt_crowd: BoolArray) -> IntArray:
-        """Matched ground-truth index per (threshold, detection), -1 for none."""
+    def match(self, gt_ignored: BoolArray, gt_crowd: BoolArray) -> SparseMatches:
+        """Every match made, as (threshold index, detection, ground truth) triples."""
         num_t = self.limits.shape[0]
-        matched_gt = np.full((num_t, self.num_dets), -1, np.int64)
         gt_taken = np.zeros((gt_ignored.shape[0], num_t), bool)
         regular = ~gt_ignored[self.gt][:, None]
         crowd = gt_crowd[self.gt][:, None]
+        found: list[tuple[IntArray, IntArray, IntArray]] = []
         for r in range(self.rank_bounds.shape[0] - 1):
             lo, hi = int(self.rank_bounds[r]), int(self.rank_bounds[r + 1])
             if lo == hi:
@@ -128,5 +143,9 @@ class GreedyMatcher:
                 continue
             chosen_gt = step_gt[best[det_idx, t_idx] - 1]
             gt_taken[chosen_gt, t_idx] = True
-            matched_gt[t_idx, self.det[lo:hi][det_starts][det_idx]] = chosen_gt
-        return matched_gt
+            found.append((t_idx, self.det[lo:hi][det_starts][det_idx], chosen_gt))
+        if not found:
+            empty = np.zeros(0, np.int64)
+            return SparseMatches(empty, empty, empty)
+        t_all, det_all, gt_all = (np.concatenate(column) for column in zip(*found, strict=True))
+        return SparseMatches(t_all, det_all, gt_all)

@@ -85,8 +85,9 @@ def evaluate_st(gt: GroundTruth, dets: Detections, options: EvalOptions) -> Eval
     det_rows = np.flatnonzero(keep)
     det_image = dets.image_index[det_rows]
     det_class = dets.category_index[det_rows]
-    # Pooled per class in image order, then NMS/file order, then one stable score sort.
-    order = np.lexsort((det_rows, det_image, -dets.scores[det_rows], det_class))
+    # Pooled per class in image order, then NMS/file order, then one stable score sort:
+    # lexsort is stable, so file order (det_rows ascending) breaks the remaining ties.
+    order = np.lexsort((det_image, -dets.scores[det_rows], det_class))
     curves = claim_curves(
         det_image=det_image,
         det_class=det_class,

@@ -33,7 +33,8 @@ def evaluate_voc(
     rules: VocRules, gt: GroundTruth, dets: Detections, options: EvalOptions
 ) -> EvalResult:
     num_classes = len(gt.categories)
-    order = np.lexsort((np.arange(len(dets)), -dets.scores, dets.category_index))
+    # Stable: equal scores keep input order, as the MATLAB devkit's sort does.
+    order = np.lexsort((-dets.scores, dets.category_index))
     curves = claim_curves(
         det_image=dets.image_index,
         det_class=dets.category_index,
