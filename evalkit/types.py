@@ -248,3 +248,39 @@ class EvalResult:
             out["stats"] = list(self.stats)
             out["stat_names"] = list(self.stat_names or ())
         return out
+
+
+@dataclass(frozen=True, eq=False)
+class RawOutputs:
+    """One batch of a model's output tensors, by output name, batch dimension first, exactly
+    as the runtime returned them (no decoding)."""
+
+    tensors: dict[str, Any]
+
+    def batch_size(self) -> int:
+        return int(next(iter(self.tensors.values())).shape[0]) if self.tensors else 0
+
+
+@dataclass(frozen=True, eq=False)
+class DecodedBoxes:
+    """A batch of per-box scores and corners before NMS.
+
+    ``boxes_xyxy_norm`` is (N, B, 4) float32 corners normalised to the model input;
+    ``scores`` is (N, B, C) float32, one column per model class (background removed).
+    """
+
+    boxes_xyxy_norm: Any
+    scores: Any
+
+
+@dataclass(frozen=True, eq=False)
+class ImageDetections:
+    """NMS output for one image, in output order: normalised corners, scores and model
+    class indices (columns of :class:`DecodedBoxes.scores`)."""
+
+    boxes_xyxy_norm: Any
+    scores: Any
+    class_index: Any
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])

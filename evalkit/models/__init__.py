@@ -1,0 +1,1 @@
+"""Detector networks (PyTorch), their priors and their ONNX export."""

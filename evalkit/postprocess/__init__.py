@@ -1,0 +1,1 @@
+"""From raw model outputs to detections: decoders and non-maximum suppression."""

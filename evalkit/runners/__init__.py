@@ -1,0 +1,1 @@
+"""Runtimes that turn pre-processed images into raw model outputs."""
