@@ -72,6 +72,8 @@ class GroundTruth:
     annotation_id: IntArray
     source: GroundTruthSource = "coco"
     name: str = ""
+    # VOC <truncated>; left empty (all False) when the source has no such flag.
+    truncated: BoolArray = field(default_factory=lambda: np.zeros(0, np.bool_))
     _image_lookup: dict[ImageId, int] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -84,6 +86,8 @@ class GroundTruth:
         set_(self, "iscrowd", _frozen(self.iscrowd, np.bool_))
         set_(self, "difficult", _frozen(self.difficult, np.bool_))
         set_(self, "annotation_id", _frozen(self.annotation_id, np.int64))
+        truncated = self.truncated if len(self.truncated) else np.zeros(n, np.bool_)
+        set_(self, "truncated", _frozen(truncated, np.bool_))
         columns = {
             "category_index": self.category_index,
             "boxes_xywh_px": self.boxes_xywh_px,
@@ -91,6 +95,7 @@ class GroundTruth:
             "iscrowd": self.iscrowd,
             "difficult": self.difficult,
             "annotation_id": self.annotation_id,
+            "truncated": self.truncated,
         }
         for column, values in columns.items():
             if len(values) != n:

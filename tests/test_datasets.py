@@ -58,6 +58,13 @@ def test_coco128_person_view(shared_dir: Path) -> None:
     assert via_registry.images == gt.images
 
 
+def test_every_real_image_decodes_at_its_annotated_size(shared_dir: Path) -> None:
+    ann, images = _coco128(shared_dir)
+    assert open_coco(ann, images, check="decode").skipped == ()
+    year = shared_dir / "data" / "voc_sample" / "VOCdevkit" / "VOC2012"
+    assert open_voc(year, "sample", check="decode").skipped == ()
+
+
 def test_voc_sample_counts(shared_dir: Path) -> None:
     year = shared_dir / "data" / "voc_sample" / "VOCdevkit" / "VOC2012"
     ds = open_voc(year, "sample")
@@ -67,6 +74,17 @@ def test_voc_sample_counts(shared_dir: Path) -> None:
     assert int(gt.difficult.sum()) == 38
     assert ds.classes == VOC_CLASSES
     assert set(gt.category_index.tolist()) == set(range(20))
+    # Counted independently from the XML files of the split.
+    import xml.etree.ElementTree as ET
+
+    names = (year / "ImageSets" / "Main" / "sample.txt").read_text().split()
+    flags = [
+        obj.findtext("truncated", "0").strip() == "1"
+        for name in names
+        for obj in ET.parse(year / "Annotations" / f"{name}.xml").getroot().iter("object")
+    ]
+    assert gt.truncated.tolist() == flags
+    assert sum(flags) > 0
 
 
 def test_annotations_of_keeps_file_order() -> None:

@@ -47,6 +47,7 @@ class ImageAnnotations:
     category_index: IntArray
     iscrowd: BoolArray
     difficult: BoolArray
+    truncated: BoolArray
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,9 @@ class Dataset:
             category_index=gt.category_index[rows],
             iscrowd=gt.iscrowd[rows],
             difficult=gt.difficult[rows],
+            truncated=gt.truncated[rows]
+            if gt.truncated is not None
+            else gt.difficult[rows] & False,
         )
 
     def iter_images(

@@ -46,6 +46,7 @@ def select(
         area=gt.area[keep_ann],
         iscrowd=gt.iscrowd[keep_ann],
         difficult=gt.difficult[keep_ann],
+        truncated=gt.truncated[keep_ann],
         annotation_id=gt.annotation_id[keep_ann],
         source=gt.source,
         name=gt.name if name is None else name,

@@ -78,6 +78,7 @@ def load_voc_ground_truth(
     category_index: list[int] = []
     boxes: list[tuple[float, float, float, float]] = []
     difficult: list[bool] = []
+    truncated: list[bool] = []
     for name in read_split(year_dir, split):
         xml_path = year_dir / "Annotations" / f"{name}.xml"
         try:
@@ -119,6 +120,7 @@ def load_voc_ground_truth(
             category_index.append(class_pos[cls])
             boxes.append((xmin - 1.0, ymin - 1.0, xmax - xmin, ymax - ymin))
             difficult.append(obj.findtext("difficult", default="0").strip() == "1")
+            truncated.append(obj.findtext("truncated", default="0").strip() == "1")
     box_array = np.asarray(boxes, np.float64).reshape(-1, 4)
     return GroundTruth(
         images=tuple(images),
@@ -129,6 +131,7 @@ def load_voc_ground_truth(
         area=box_array[:, 2] * box_array[:, 3],
         iscrowd=np.zeros(len(boxes), bool),
         difficult=np.asarray(difficult, bool),
+        truncated=np.asarray(truncated, bool),
         annotation_id=np.arange(1, len(boxes) + 1, dtype=np.int64),
         source="voc",
         name=f"{year_dir.name}/{split}",
