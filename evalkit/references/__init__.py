@@ -1,0 +1,413 @@
+"""The STM32 model zoo's published figures (model cards) as data files, and their loader.
+
+One YAML file per model, ``evalkit/references/<model>.yaml``, shipped as package data::
+
+    schema: 1
+    model: ssd_mobilenetv2_pt            # the file name without .yaml
+    source: {repository, path, card}     # the zoo repository, the model's folder, its card
+    evaluation: {eval_iou, nms_thresh, score_thresh, max_detections, input_shape_hwc}
+    n6_target: {board, precision, configuration}   # what the N6 figures ran on, or null
+    datasets:                            # keys: coco, coco_person, voc
+      coco:
+        dataset: {name, split, classes, images}    # images null where not published
+        ap50: {protocol: st, float: "31.75", int8: "31.29"}   # percent, as published
+        n6:                              # or null
+          internal_ram_kib, external_ram_kib, weights_flash_kib, memory_stedgeai_version
+          latency_ms: {"3.0.0": "158.49", "4.0.0": "157.17"}   # per STEdgeAI version
+          inferences_per_s: {"3.0.0": "6.31"}                   # per version, or null
+        files: {float: {path, bytes, sha256}, int8: ...}       # paths under source.path
+
+Decimals are quoted and parsed to ``Decimal``, so a figure keeps its published digits
+("2237.00" displays as 2237.00); a YAML float is refused, it would have lost them. A figure
+the source does not give is null, never estimated. AP50 is also offered as a fraction
+(``DatasetReference.ap50_float == 0.3175``) to compare with measured results.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, is_dataclass
+from decimal import Decimal
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal, get_args
+
+import yaml
+
+from evalkit.errors import InputError
+from evalkit.metrics import PROTOCOLS
+from evalkit.registry import Registry
+
+SCHEMA_VERSION = 1
+ORIGIN = "published (model card)"
+
+DatasetKey = Literal["coco", "coco_person", "voc"]
+Precision = Literal["float", "int8"]
+DATASET_KEYS: tuple[DatasetKey, ...] = get_args(DatasetKey)
+PRECISIONS: tuple[Precision, ...] = get_args(Precision)
+
+# Plain published decimals only: no sign, no exponent, so the text is the figure.
+_DECIMAL = re.compile(r"^\d+(\.\d+)?$")
+_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the figures come from: the zoo repository, the model's folder, its card."""
+
+    repository: str
+    path: str
+    card: str
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """The settings the published AP rows were computed under."""
+
+    eval_iou: Decimal
+    nms_thresh: Decimal
+    score_thresh: Decimal
+    max_detections: int
+    input_shape_hwc: tuple[int, int, int] | None
+
+
+@dataclass(frozen=True)
+class N6Target:
+    """The board, precision and STEdgeAI configuration behind the N6 figures."""
+
+    board: str
+    precision: str
+    configuration: str
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """The evaluation set a row was computed on; ``images`` is None where not published."""
+
+    name: str
+    split: str
+    classes: int
+    images: int | None
+
+
+@dataclass(frozen=True)
+class N6Figures:
+    """STM32N6 NPU memory (KiB) and latency per STEdgeAI version; None/absent = unpublished."""
+
+    internal_ram_kib: Decimal | None
+    external_ram_kib: Decimal | None
+    weights_flash_kib: Decimal | None
+    memory_stedgeai_version: str | None
+    latency_ms: Mapping[str, Decimal]
+    inferences_per_s: Mapping[str, Decimal]
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """A published model file: path under the model's zoo folder, size, sha256."""
+
+    path: str
+    bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class DatasetReference:
+    """One model's published figures on one dataset."""
+
+    model: str
+    key: DatasetKey
+    dataset: DatasetInfo
+    protocol: str
+    ap50_float_percent: Decimal | None
+    ap50_int8_percent: Decimal | None
+    n6: N6Figures | None
+    files: Mapping[Precision, ModelFile]
+
+    def ap50(self, precision: Precision) -> float | None:
+        """Published AP50 as a fraction (31.75 -> 0.3175), to compare with measured AP."""
+        percent = self.ap50_float_percent if precision == "float" else self.ap50_int8_percent
+        return None if percent is None else float(percent / 100)
+
+    @property
+    def ap50_float(self) -> float | None:
+        """Published float AP50 as a fraction."""
+        return self.ap50("float")
+
+    @property
+    def ap50_int8(self) -> float | None:
+        """Published int8 AP50 as a fraction."""
+        return self.ap50("int8")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: percents and fractions as numbers, files by precision."""
+        fractions = {"ap50_float": self.ap50_float, "ap50_int8": self.ap50_int8}
+        return {"origin": ORIGIN, **_plain(self), **fractions}
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One model's card: source, evaluation settings, N6 target and figures per dataset."""
+
+    model: str
+    source: Source
+    evaluation: EvaluationSettings
+    n6_target: N6Target | None
+    datasets: Mapping[DatasetKey, DatasetReference]
+    path: Path
+
+    def dataset(self, key: str) -> DatasetReference:
+        """The figures on one dataset; an unknown key lists the known ones."""
+        known: Registry[DatasetReference] = Registry(f"dataset for {self.model}")
+        for name, entry in self.datasets.items():
+            known.add(name, entry)
+        return known.get(key)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: decimals as numbers, every dataset with its fractions."""
+        datasets = {k: d.to_dict() for k, d in self.datasets.items()}
+        return {"origin": ORIGIN, **_plain(self), "datasets": datasets}
+
+
+def _plain(value: Any) -> Any:
+    """Records, mappings and decimals as JSON-ready values (Decimal -> float)."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+_Kind = Literal["text", "int", "decimal", "version"]
+
+
+class _Reader:
+    """Typed access to one data file's fields; every error names the file and the field."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, field: str, problem: str) -> InputError:
+        return InputError(problem, path=self.path, record=field or None)
+
+    def obj(self, value: Any, field: str, keys: tuple[str, ...]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(field, f"expected a mapping, got {_kind(value)}")
+        unknown = sorted(str(k) for k in value if k not in keys)
+        if unknown:
+            where = f"{field}.{unknown[0]}" if field else unknown[0]
+            raise self.fail(where, f"unknown field; expected only: {', '.join(keys)}")
+        return value
+
+    def get(self, data: dict[str, Any], field: str, kind: _Kind, optional: bool = False) -> Any:
+        """``data[last part of field]`` checked as ``kind``; None only when optional."""
+        value = data.get(field.rsplit(".", 1)[-1])
+        if value is None:
+            if optional:
+                return None
+            raise self.fail(field, "missing field")
+        if kind == "decimal":
+            return self.decimal(value, field)
+        if kind == "text" and not (isinstance(value, str) and value.strip()):
+            raise self.fail(field, f"expected a non-empty string, got {_kind(value)} {value!r}")
+        if kind == "int" and (type(value) is not int or value <= 0):
+            raise self.fail(field, f"expected a positive integer, got {_kind(value)} {value!r}")
+        if kind == "version" and not (isinstance(value, str) and _VERSION.match(value)):
+            raise self.fail(field, f'expected a quoted version like "3.0.0", got {value!r}')
+        return value
+
+    def decimal(self, value: Any, field: str) -> Decimal:
+        if not isinstance(value, str) or not _DECIMAL.match(value):
+            raise self.fail(
+                field,
+                'expected a quoted decimal such as "31.75" (quoted so the published digits '
+                f"are kept), got {_kind(value)} {value!r}",
+            )
+        return Decimal(value)
+
+    def versions(self, data: dict[str, Any], field: str) -> Mapping[str, Decimal]:
+        """A mapping of STEdgeAI version to figure; null means none published."""
+        value = data.get(field.rsplit(".", 1)[-1])
+        if value is None:
+            return MappingProxyType({})
+        if not isinstance(value, dict):
+            raise self.fail(field, f"expected a mapping of version to figure, got {_kind(value)}")
+        for version in value:
+            if not isinstance(version, str) or not _VERSION.match(version):
+                raise self.fail(field, f'expected versions like "3.0.0" as keys, got {version!r}')
+        return MappingProxyType({v: self.decimal(x, f"{field}.{v}") for v, x in value.items()})
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _check_duplicate_keys(node: Any, path: Path) -> None:
+    """PyYAML keeps the last of two equal keys silently; a repeated figure is a typo."""
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                if key.value in seen:
+                    where = f"line {key.start_mark.line + 1}"
+                    raise InputError(f"duplicate key {key.value!r}", path=path, record=where)
+                seen.add(key.value)
+            _check_duplicate_keys(value, path)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _check_duplicate_keys(item, path)
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError("file not found", path=path) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read the file: {exc}", path=path) from None
+    try:
+        _check_duplicate_keys(yaml.compose(text), path)
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InputError(f"malformed YAML: {exc}", path=path) from None
+
+
+def read_reference_file(path: str | Path) -> Reference:
+    """Parse and validate one data file; errors name the file and the field."""
+    path = Path(path)
+    r = _Reader(path)
+    top_keys = ("schema", "model", "source", "evaluation", "n6_target", "datasets")
+    top = r.obj(_read_yaml(path), "", top_keys)
+    if top.get("schema") != SCHEMA_VERSION:
+        raise r.fail("schema", f"expected {SCHEMA_VERSION}, got {top.get('schema')!r}")
+    model = r.get(top, "model", "text")
+    if model != path.stem:
+        raise r.fail("model", f"expected the file name {path.stem!r}, got {model!r}")
+    s = r.obj(top.get("source"), "source", ("repository", "path", "card"))
+    source = Source(*(r.get(s, f"source.{k}", "text") for k in ("repository", "path", "card")))
+    e = r.obj(
+        top.get("evaluation"), "evaluation", tuple(f.name for f in fields(EvaluationSettings))
+    )
+    shape = e.get("input_shape_hwc")
+    if shape is not None and (
+        not isinstance(shape, list)
+        or len(shape) != 3
+        or any(type(v) is not int or v <= 0 for v in shape)
+    ):
+        raise r.fail("evaluation.input_shape_hwc", f"expected [H, W, C] or null, got {shape!r}")
+    evaluation = EvaluationSettings(
+        **{
+            k: r.get(e, f"evaluation.{k}", "decimal")
+            for k in ("eval_iou", "nms_thresh", "score_thresh")
+        },
+        max_detections=r.get(e, "evaluation.max_detections", "int"),
+        input_shape_hwc=None if shape is None else (shape[0], shape[1], shape[2]),
+    )
+    n6_target = None
+    if top.get("n6_target") is not None:
+        names = tuple(f.name for f in fields(N6Target))
+        t = r.obj(top["n6_target"], "n6_target", names)
+        n6_target = N6Target(*(r.get(t, f"n6_target.{k}", "text") for k in names))
+    datasets = r.obj(top.get("datasets"), "datasets", DATASET_KEYS)
+    if not datasets:
+        raise r.fail("datasets", "expected at least one dataset")
+    parsed = {k: _dataset(r, model, k, datasets[k]) for k in DATASET_KEYS if k in datasets}
+    return Reference(model, source, evaluation, n6_target, MappingProxyType(parsed), path)
+
+
+def _dataset(r: _Reader, model: str, key: DatasetKey, value: Any) -> DatasetReference:
+    """One entry under ``datasets``."""
+    w = f"datasets.{key}"
+    d = r.obj(value, w, ("dataset", "ap50", "n6", "files"))
+    info = r.obj(d.get("dataset"), f"{w}.dataset", tuple(f.name for f in fields(DatasetInfo)))
+    dataset = DatasetInfo(
+        r.get(info, f"{w}.dataset.name", "text"),
+        r.get(info, f"{w}.dataset.split", "text"),
+        r.get(info, f"{w}.dataset.classes", "int"),
+        r.get(info, f"{w}.dataset.images", "int", optional=True),
+    )
+    ap = r.obj(d.get("ap50"), f"{w}.ap50", ("protocol", *PRECISIONS))
+    protocol = r.get(ap, f"{w}.ap50.protocol", "text")
+    if protocol not in PROTOCOLS:
+        known = ", ".join(sorted(PROTOCOLS.names()))
+        raise r.fail(f"{w}.ap50.protocol", f"unknown protocol {protocol!r}; known: {known}")
+    n6 = None
+    if d.get("n6") is not None:
+        n = r.obj(d["n6"], f"{w}.n6", tuple(f.name for f in fields(N6Figures)))
+        memory = ("internal_ram_kib", "external_ram_kib", "weights_flash_kib")
+        n6 = N6Figures(
+            **{k: r.get(n, f"{w}.n6.{k}", "decimal", optional=True) for k in memory},
+            memory_stedgeai_version=r.get(
+                n, f"{w}.n6.memory_stedgeai_version", "version", optional=True
+            ),
+            latency_ms=r.versions(n, f"{w}.n6.latency_ms"),
+            inferences_per_s=r.versions(n, f"{w}.n6.inferences_per_s"),
+        )
+    files: dict[Precision, ModelFile] = {}
+    f = {} if d.get("files") is None else r.obj(d["files"], f"{w}.files", PRECISIONS)
+    for precision in (p for p in PRECISIONS if f.get(p) is not None):
+        where = f"{w}.files.{precision}"
+        entry = r.obj(f[precision], where, ("path", "bytes", "sha256"))
+        sha256 = r.get(entry, f"{where}.sha256", "text")
+        if not _SHA256.match(sha256):
+            raise r.fail(f"{where}.sha256", f"expected 64 lowercase hex digits, got {sha256!r}")
+        size = r.get(entry, f"{where}.bytes", "int")
+        files[precision] = ModelFile(r.get(entry, f"{where}.path", "text"), size, sha256)
+    return DatasetReference(
+        model=model,
+        key=key,
+        dataset=dataset,
+        protocol=protocol,
+        ap50_float_percent=r.get(ap, f"{w}.ap50.float", "decimal", optional=True),
+        ap50_int8_percent=r.get(ap, f"{w}.ap50.int8", "decimal", optional=True),
+        n6=n6,
+        files=MappingProxyType(files),
+    )
+
+
+def load_references(directory: str | Path | None = None) -> Registry[Reference]:
+    """Every ``*.yaml`` in ``directory`` (default: the files shipped in this package)."""
+    if directory is None:
+        return _shipped()
+    return _load_directory(Path(directory))
+
+
+@functools.lru_cache(maxsize=1)
+def _shipped() -> Registry[Reference]:
+    return _load_directory(Path(__file__).resolve().parent)
+
+
+def _load_directory(directory: Path) -> Registry[Reference]:
+    if not directory.is_dir():
+        raise InputError("expected a folder of reference YAML files", path=directory)
+    registry: Registry[Reference] = Registry("reference model")
+    for path in sorted(directory.glob("*.yaml")):
+        reference = read_reference_file(path)
+        registry.add(reference.model, reference)
+    return registry
+
+
+def list_references(directory: str | Path | None = None) -> tuple[str, ...]:
+    """The model names that have published figures, sorted."""
+    return tuple(sorted(load_references(directory).names()))
+
+
+def load_reference(model: str, directory: str | Path | None = None) -> Reference:
+    """One model's published figures; an unknown model lists the known ones."""
+    return load_references(directory).get(model)
+
+
+def reference_for(
+    model: str, dataset: str, directory: str | Path | None = None
+) -> DatasetReference:
+    """One model's published figures on one dataset (``coco``, ``coco_person``, ``voc``)."""
+    return load_reference(model, directory).dataset(dataset)
