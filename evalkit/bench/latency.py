@@ -11,11 +11,7 @@ onnxruntime is imported when a session is built, not when this module is.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
-import platform
-import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -26,8 +22,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from evalkit import __version__
 from evalkit.errors import InputError
+from evalkit.provenance import environment
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -38,7 +34,6 @@ __all__ = [
     "LatencySummary",
     "ModelFile",
     "compare_latency",
-    "environment",
     "measure_latency",
     "summarize",
 ]
@@ -423,63 +418,3 @@ def _random_input(rng: np.random.Generator, info: InputInfo) -> npt.NDArray[Any]
         return rng.uniform(-1.0, 1.0, size=info.shape).astype(dtype)
     low = 0 if dtype.kind == "u" else -128
     return rng.integers(low, low + 256, size=info.shape, dtype=dtype)
-
-
-def environment() -> dict[str, Any]:
-    """The host and software a measurement ran on: CPU, cores, OS, Python, packages, git."""
-    import onnxruntime as ort  # type: ignore[import-untyped, unused-ignore]
-
-    uname = platform.uname()
-    cpu, physical = _cpuinfo()
-    return {
-        "cpu": cpu,
-        "logical_cores": os.cpu_count(),
-        "physical_cores": physical,
-        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        # The host name is left out on purpose: results are shared.
-        "uname": {k: getattr(uname, k) for k in ("system", "release", "version", "machine")},
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "packages": {
-            "evalkit": __version__,
-            "numpy": np.__version__,
-            "onnxruntime": ort.__version__,
-        },
-        "available_providers": list(ort.get_available_providers()),
-        "git": _git(),
-    }
-
-
-def _cpuinfo() -> tuple[str, int | None]:
-    """CPU model name, and distinct (package, core) pairs: onnxruntime's default threads."""
-    model, package, cores = platform.processor() or platform.machine(), "", set()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = (part.strip() for part in line.partition(":"))
-            if key == "model name":
-                model = value
-            elif key == "physical id":
-                package = value
-            elif key == "core id":
-                cores.add((package, value))
-    return model, len(cores) or None
-
-
-def _git() -> dict[str, Any] | None:
-    """Revision and dirty flag of the evalkit checkout; None when not run from one."""
-    root = Path(__file__).resolve().parents[2]
-    if not (root / ".git").exists():
-        return None
-    out: dict[str, Any] = {}
-    # --no-optional-locks: reading the status must not rewrite the index of a live checkout.
-    for key, args in (("revision", ["rev-parse", "HEAD"]), ("dirty", ["status", "--porcelain"])):
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            text = subprocess.run(
-                ["git", "--no-optional-locks", *args],
-                cwd=root,
-                capture_output=True,
-                text=True,
-                check=True,
-                timeout=10,
-            ).stdout.strip()
-            out[key] = text if key == "revision" else bool(text)
-    return out
