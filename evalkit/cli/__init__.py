@@ -11,13 +11,21 @@ from evalkit import __version__
 from evalkit.cli import bench as bench_cmd
 from evalkit.cli import datasets as datasets_cmd
 from evalkit.cli import evaluate as evaluate_cmd
+from evalkit.cli import export as export_cmd
 from evalkit.cli import references as references_cmd
 from evalkit.cli import stedgeai as stedgeai_cmd
 from evalkit.errors import InputError
 from evalkit.registry import UnknownNameError
 
 # Each subcommand module exposes add_parser(subparsers) and sets func on its parser.
-COMMANDS = (evaluate_cmd, datasets_cmd, references_cmd, bench_cmd, stedgeai_cmd)
+COMMANDS = (
+    evaluate_cmd,
+    datasets_cmd,
+    references_cmd,
+    export_cmd,
+    bench_cmd,
+    stedgeai_cmd,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

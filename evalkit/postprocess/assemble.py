@@ -20,9 +20,7 @@ def to_detections(
     categories; detections of model classes the dataset lacks are dropped (the mapping
     reports which). Output order is image order, then NMS order within each image."""
     if len(per_image) != len(image_indices):
-        raise ValueError(
-            f"got {len(per_image)} NMS outputs for {len(image_indices)} image indices"
-        )
+        raise ValueError(f"got {len(per_image)} NMS outputs for {len(image_indices)} image indices")
     if not per_image:
         return Detections.empty()
     counts = np.array([len(d) for d in per_image], np.int64)
@@ -40,9 +38,7 @@ def to_detections(
     heights = np.array([im.height for im in images], np.float64)[image_index]
     x1 = boxes[:, 0] * widths
     y1 = boxes[:, 1] * heights
-    xywh = np.stack(
-        [x1, y1, boxes[:, 2] * widths - x1, boxes[:, 3] * heights - y1], axis=1
-    )
+    xywh = np.stack([x1, y1, boxes[:, 2] * widths - x1, boxes[:, 3] * heights - y1], axis=1)
     return Detections(
         image_index=image_index[keep],
         category_index=category[keep],

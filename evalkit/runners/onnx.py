@@ -1,0 +1,245 @@
+"""onnxruntime runner: CPU provider, intra-op threads, batching, inputs read from the model.
+
+onnxruntime and onnx are imported when a runner is built, not when this module is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from evalkit.datasets.preprocess import Preprocessor
+from evalkit.errors import InputError
+from evalkit.runners.base import (
+    InputSpec,
+    Precision,
+    PreprocessorChoice,
+    RunnerInfo,
+    Shape,
+    check_batch,
+    choose_preprocessor,
+    concat_outputs,
+    preprocess_images,
+)
+from evalkit.types import RawOutputs
+
+if TYPE_CHECKING:
+    import onnx
+
+__all__ = ["OnnxRunner", "detect_precision"]
+
+_PROVIDER = "CPUExecutionProvider"
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(uint8)": "uint8", "tensor(int8)": "int8"}
+# QDQ format (what quantize_static writes, and tf2onnx for QAT graphs).
+_QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
+# QOperator format and dynamic quantization: integer kernels instead of Q/DQ pairs.
+_INTEGER_OPS = frozenset(
+    {
+        "QLinearConv",
+        "QLinearMatMul",
+        "QLinearAdd",
+        "QLinearMul",
+        "ConvInteger",
+        "MatMulInteger",
+        "DynamicQuantizeLinear",
+    }
+)
+
+
+def _nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
+    """Every node of ``graph`` and of its subgraphs (If/Loop/Scan bodies)."""
+    for node in graph.node:
+        yield node
+        for attribute in node.attribute:
+            if attribute.HasField("g"):
+                yield from _nodes(attribute.g)
+            for sub in attribute.graphs:
+                yield from _nodes(sub)
+
+
+def detect_precision(model: onnx.ModelProto) -> tuple[Precision, str]:
+    """``int8`` when the graph holds quantization nodes, else ``float``; with the evidence."""
+    counts: dict[str, int] = {}
+    nodes = [*_nodes(model.graph), *(n for f in model.functions for n in f.node)]
+    for node in nodes:
+        if node.op_type in _QDQ_OPS or node.op_type in _INTEGER_OPS:
+            counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    if not counts:
+        return "float", "no quantization nodes in the graph"
+    listed = ", ".join(f"{count} {op}" for op, count in sorted(counts.items()))
+    form = "QDQ" if set(counts) <= _QDQ_OPS else "integer operators"
+    return "int8", f"{listed} ({form})"
+
+
+def _positive(value: int | None, what: str, allow_none: bool) -> None:
+    if value is None and allow_none:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise InputError(f"expected a positive integer, got {value!r}", record=what)
+
+
+class OnnxRunner:
+    """An ONNX model on onnxruntime's CPU provider; see :class:`evalkit.runners.base.Runner`.
+
+    ``batch_size`` images go to the session per call when the model's batch dimension is
+    dynamic; a model with a fixed batch ``k`` gets exactly ``k`` per call (the last chunk
+    padded by repeating its last image, the padding dropped from the outputs).
+    ``threads`` sets onnxruntime's intra-op thread count (None: the runtime's default).
+    ``preprocessor`` (a preset name or a :class:`Preprocessor`) overrides the choice made
+    from the model's input, and is checked against it.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        *,
+        batch_size: int = 1,
+        threads: int | None = None,
+        preprocessor: str | Preprocessor | None = None,
+    ) -> None:
+        _positive(batch_size, "batch_size", allow_none=False)
+        _positive(threads, "threads", allow_none=True)
+        path = Path(model_path)
+        self._model = str(path)
+        proto = _load_proto(path)
+        precision, precision_reason = detect_precision(proto)
+        self._session = _create_session(path, threads)
+        inputs = self._session.get_inputs()
+        if len(inputs) != 1:
+            raise InputError(
+                f"expected a model with one image input, got {len(inputs)}: "
+                f"{[i.name for i in inputs]}",
+                path=path,
+            )
+        raw = inputs[0]
+        self._input = InputSpec(
+            name=str(raw.name), shape=tuple(raw.shape), dtype=_ORT_TYPES.get(raw.type, raw.type)
+        )
+        try:
+            self._choice = choose_preprocessor(self._input, preprocessor)
+        except InputError as exc:
+            raise InputError(str(exc), path=path) from exc
+        self._output_names = [str(o.name) for o in self._session.get_outputs()]
+        model_batch = self._input.shape[0]
+        self._fixed_batch = model_batch if isinstance(model_batch, int) else None
+        self._chunk = self._fixed_batch or batch_size
+        notes = [f"pre-processing {self._choice.name}: {self._choice.reason}"]
+        if self._fixed_batch is not None and self._fixed_batch != batch_size:
+            how = (
+                "images are run one by one"
+                if self._fixed_batch == 1
+                else f"images go {self._fixed_batch} per call, the last call padded"
+            )
+            notes.append(
+                f"the model's batch dimension is fixed at {self._fixed_batch}: {how} "
+                f"although batch_size={batch_size} was asked"
+            )
+        import onnxruntime as ort  # type: ignore[import-untyped, unused-ignore]
+
+        default_opset = next(
+            (o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None
+        )
+        self._info = RunnerInfo(
+            name=self.name,
+            version=str(ort.__version__),
+            precision=precision,
+            model=self._model,
+            settings={
+                "provider": _PROVIDER,
+                "providers_used": list(self._session.get_providers()),
+                "intra_op_num_threads": threads if threads is not None else "runtime default",
+                "graph_optimization": "all (onnxruntime default)",
+                "batch_size": batch_size,
+                "run_batch_size": self._chunk,
+                "model_batch": model_batch if self._fixed_batch else f"dynamic ({model_batch})",
+                "input": {
+                    "name": self._input.name,
+                    "shape": list(self._input.shape),
+                    "dtype": self._input.dtype,
+                },
+                "outputs": self._output_names,
+                "preprocessor": self._choice.name,
+                "preprocessor_settings": self._choice.preprocessor.settings(),
+                "precision_evidence": precision_reason,
+                "opset": default_opset,
+                "producer": f"{proto.producer_name} {proto.producer_version}".strip(),
+            },
+            notes=tuple(notes),
+        )
+
+    @property
+    def info(self) -> RunnerInfo:
+        return self._info
+
+    @property
+    def preprocessing(self) -> PreprocessorChoice:
+        return self._choice
+
+    @property
+    def input_spec(self) -> InputSpec:
+        return self._input
+
+    def output_specs(self) -> dict[str, Shape]:
+        """Output name -> declared shape, as onnxruntime reports it."""
+        return {str(o.name): tuple(o.shape) for o in self._session.get_outputs()}
+
+    def run(self, batch: npt.NDArray[Any]) -> RawOutputs:
+        """Run a pre-processed batch in chunks the model accepts; outputs in batch order."""
+        batch = check_batch(batch, self._choice.preprocessor, self._model)
+        parts = []
+        for start in range(0, batch.shape[0], self._chunk):
+            piece = np.ascontiguousarray(batch[start : start + self._chunk])
+            real = piece.shape[0]
+            if self._fixed_batch is not None and real < self._fixed_batch:
+                pad = np.repeat(piece[-1:], self._fixed_batch - real, axis=0)
+                piece = np.concatenate([piece, pad], axis=0)
+            values = self._session.run(self._output_names, {self._input.name: piece})
+            parts.append(
+                {n: np.asarray(v)[:real] for n, v in zip(self._output_names, values, strict=True)}
+            )
+        return concat_outputs(parts)
+
+    def run_images(self, images: Sequence[npt.NDArray[np.uint8]]) -> RawOutputs:
+        """Pre-process RGB uint8 images with the chosen pre-processor, then :meth:`run`."""
+        return self.run(preprocess_images(images, self._choice.preprocessor, self._model))
+
+
+def _load_proto(path: Path) -> onnx.ModelProto:
+    """The graph without external weights (enough to read nodes), or an InputError."""
+    if path.is_dir():
+        raise InputError("expected an ONNX model file, found a directory", path=path)
+    if not path.is_file():
+        raise InputError("ONNX model file not found", path=path)
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf raises DecodeError and friends; all mean "not ONNX"
+        raise InputError(
+            f"not an ONNX model: the file does not parse as ONNX protobuf ({exc})", path=path
+        ) from exc
+    # Protobuf parses many byte strings (an empty file, for one) into an empty message.
+    if not proto.graph.node or not proto.graph.output:
+        raise InputError("not an ONNX model: no graph nodes or outputs in the file", path=path)
+    return proto
+
+
+def _create_session(path: Path, threads: int | None) -> Any:
+    """An onnxruntime CPU session; its load errors become an InputError naming the file."""
+    import onnxruntime as ort  # type: ignore[import-untyped, unused-ignore]
+
+    options = ort.SessionOptions()
+    # tf2onnx exports log harmless "unused initializer" warnings on every load.
+    options.log_severity_level = 3
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=[_PROVIDER])
+    except Exception as exc:  # onnxruntime's pybind errors share no base class but Exception
+        raise InputError(f"onnxruntime cannot load this model: {exc}", path=path) from exc
