@@ -78,3 +78,9 @@ def ap_st_trapezoid(recall: FloatArray, precision: FloatArray) -> float:
     # numpy name (trapz / trapezoid) is available.
     d = np.diff(ST_RECALL_POINTS)
     return float(np.add.reduce(d * (y[1:] + y[:-1]) / 2.0))
+
+
+def precision_at_recall_grid(recall: FloatArray, precision: FloatArray) -> FloatArray:
+    """A curve for display and comparison: the right-envelope of precision sampled at the
+    101 COCO recall points (0 where recall never gets there), whatever the protocol."""
+    return sample_coco_101(np.asarray(recall, np.float64), np.asarray(precision, np.float64))[0]

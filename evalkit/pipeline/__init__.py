@@ -1,0 +1,1 @@
+"""Wiring the stages: dataset -> runner -> decoder -> NMS -> detections -> protocols."""

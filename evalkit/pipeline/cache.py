@@ -1,0 +1,121 @@
+"""Predictions kept on disk as they are made, so a killed run resumes where it stopped.
+
+One JSON-lines file per variant: a header line with a key (hashes of the model file and of
+every setting that shapes the predictions), then one line per image. A file whose key
+differs is never mixed in: it is moved aside and the run starts over for that variant. A
+torn last line (the process died mid-write) is dropped on load. Coordinates and scores are
+float32 values written as exact decimal floats, so reloaded predictions are bit-identical.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from evalkit.types import ImageDetections
+
+CACHE_FORMAT = 1
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes, streamed."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def cache_key(parts: Mapping[str, Any]) -> str:
+    """A stable hash of JSON-able settings (sorted keys)."""
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _encode(index: int, dets: ImageDetections) -> str:
+    return json.dumps(
+        {
+            "i": index,
+            "b": np.asarray(dets.boxes_xyxy_norm, np.float32).astype(np.float64).tolist(),
+            "s": np.asarray(dets.scores, np.float32).astype(np.float64).tolist(),
+            "c": np.asarray(dets.class_index, np.int64).tolist(),
+        }
+    )
+
+
+def _decode(record: Mapping[str, Any]) -> tuple[int, ImageDetections]:
+    boxes = np.asarray(record["b"], np.float32).reshape(-1, 4)
+    return int(record["i"]), ImageDetections(
+        boxes_xyxy_norm=boxes,
+        scores=np.asarray(record["s"], np.float32),
+        class_index=np.asarray(record["c"], np.int64),
+    )
+
+
+class PredictionCache:
+    """Append-only store of per-image predictions under one key."""
+
+    def __init__(self, path: str | Path, key: str) -> None:
+        self.path = Path(path)
+        self.key = key
+        self.discarded: Path | None = None
+        self._handle: IO[str] | None = None
+
+    def load(self) -> dict[int, ImageDetections]:
+        """Predictions already made under this key (empty when none or when stale)."""
+        if not self.path.is_file():
+            return {}
+        lines = self.path.read_text().split("\n")
+        try:
+            header = json.loads(lines[0])
+        except json.JSONDecodeError:
+            header = {}
+        if header.get("key") != self.key or header.get("format") != CACHE_FORMAT:
+            self._set_aside()
+            return {}
+        done: dict[int, ImageDetections] = {}
+        for line in lines[1:]:
+            if not line:
+                continue
+            try:
+                index, dets = _decode(json.loads(line))
+            except (json.JSONDecodeError, KeyError, ValueError, TypeError):
+                break  # a torn line can only be the last one written
+            done[index] = dets
+        # Rewrite without the torn tail so appends continue on a clean line.
+        self._rewrite(done)
+        return done
+
+    def _set_aside(self) -> None:
+        stale = self.path.with_suffix(self.path.suffix + ".stale")
+        self.path.replace(stale)
+        self.discarded = stale
+
+    def _rewrite(self, done: Mapping[int, ImageDetections]) -> None:
+        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
+        with tmp.open("w") as handle:
+            handle.write(json.dumps({"format": CACHE_FORMAT, "key": self.key}) + "\n")
+            for index in sorted(done):
+                handle.write(_encode(index, done[index]) + "\n")
+        tmp.replace(self.path)
+
+    def append(self, index: int, dets: ImageDetections) -> None:
+        """Record one image's predictions (flushed, so a kill loses at most this line)."""
+        if self._handle is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fresh = not self.path.is_file()
+            self._handle = self.path.open("a")
+            if fresh:
+                self._handle.write(json.dumps({"format": CACHE_FORMAT, "key": self.key}) + "\n")
+        self._handle.write(_encode(index, dets) + "\n")
+        self._handle.flush()
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
