@@ -451,3 +451,14 @@ def test_bad_single_image_input() -> None:
         nms_image(np.zeros((5, 4), np.float32), np.zeros((4, 3), np.float32))
     with pytest.raises(InputError, match=r"^boxes_xyxy_norm: expected shape \(B, 4\), got \(5,\)"):
         nms_image(np.zeros(5, np.float32), np.zeros((5, 3), np.float32))
+
+
+def test_more_classes_than_the_radix_sort_covers() -> None:
+    # 70000 classes overflow the 16-bit class digit: the 64-bit sort takes over. Class 69999
+    # holds two disjoint boxes (.9, .8) and class 3 a third (.85), so the order interleaves.
+    boxes = np.array([[0, 0, 0.1, 0.1], [0.5, 0.5, 0.6, 0.6], [0.2, 0.2, 0.3, 0.3]], np.float32)
+    scores = np.zeros((3, 70000), np.float32)
+    scores[0, 69999], scores[1, 69999], scores[2, 3] = 0.9, 0.8, 0.85
+    got = select_image(boxes, scores, NmsSettings())
+    assert got.class_index.tolist() == [69999, 3, 69999]
+    assert got.box_index.tolist() == [0, 2, 1]

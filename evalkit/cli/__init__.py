@@ -9,22 +9,32 @@ from collections.abc import Sequence
 
 from evalkit import __version__
 from evalkit.cli import bench as bench_cmd
+from evalkit.cli import check as check_cmd
+from evalkit.cli import compare as compare_cmd
 from evalkit.cli import datasets as datasets_cmd
 from evalkit.cli import evaluate as evaluate_cmd
 from evalkit.cli import export as export_cmd
+from evalkit.cli import quantize as quantize_cmd
 from evalkit.cli import references as references_cmd
+from evalkit.cli import report as report_cmd
+from evalkit.cli import run as run_cmd
 from evalkit.cli import stedgeai as stedgeai_cmd
 from evalkit.errors import InputError
 from evalkit.registry import UnknownNameError
 
 # Each subcommand module exposes add_parser(subparsers) and sets func on its parser.
 COMMANDS = (
+    run_cmd,
     evaluate_cmd,
     datasets_cmd,
     references_cmd,
     export_cmd,
+    quantize_cmd,
     bench_cmd,
     stedgeai_cmd,
+    report_cmd,
+    compare_cmd,
+    check_cmd,
 )
 
 

@@ -9,7 +9,6 @@ float32 values written as exact decimal floats, so reloaded predictions are bit-
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,24 +16,12 @@ from typing import IO, Any
 
 import numpy as np
 
+from evalkit.hashing import file_sha256, settings_key
 from evalkit.types import ImageDetections
 
+__all__ = ["CACHE_FORMAT", "PredictionCache", "file_sha256", "settings_key"]
+
 CACHE_FORMAT = 1
-
-
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file's bytes, streamed."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def cache_key(parts: Mapping[str, Any]) -> str:
-    """A stable hash of JSON-able settings (sorted keys)."""
-    text = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _encode(index: int, dets: ImageDetections) -> str:

@@ -1,8 +1,9 @@
 """Run one model over a dataset: decode images, pre-process, infer, decode outputs, NMS.
 
-Image decoding and pre-processing run in worker threads a few batches ahead of inference:
-OpenCV and onnxruntime both release the GIL, so on a multi-core host the model rarely
-waits for its input. Each image's NMS output goes to the prediction cache as soon as it
+Image decoding and pre-processing run in worker threads a few batches ahead of inference,
+and output decoding + NMS of a batch run while the next batch is inferred: OpenCV,
+onnxruntime and numpy's large operations release the GIL, so on a multi-core host the model
+rarely waits. Each image's NMS output goes to the prediction cache as soon as it
 exists, so a killed run loses at most the batch in flight.
 """
 
@@ -23,7 +24,7 @@ from evalkit.pipeline.cache import PredictionCache
 from evalkit.postprocess.decoders import Decoder
 from evalkit.postprocess.nms import NmsSettings, nms_batch
 from evalkit.runners.base import Runner
-from evalkit.types import ImageDetections
+from evalkit.types import ImageDetections, RawOutputs
 
 # Batches prepared ahead of the one being inferred.
 PREFETCH = 4
@@ -77,6 +78,14 @@ def _prepare(dataset: Dataset, runner: Runner, indices: list[int]) -> _Prepared:
     return _Prepared(indices, batch, t1 - t0, t2 - t1)
 
 
+def _finish(
+    decoder: Decoder, raw: RawOutputs, nms: NmsSettings
+) -> tuple[list[ImageDetections], float]:
+    t0 = time.perf_counter()
+    per_image = nms_batch(decoder.decode(raw), nms)
+    return per_image, time.perf_counter() - t0
+
+
 def predict(
     dataset: Dataset,
     runner: Runner,
@@ -120,6 +129,23 @@ def predict(
                     pending.append(pool.submit(_prepare, dataset, runner, chunk))
 
             refill()
+            finishing: deque[tuple[list[int], Future[tuple[list[ImageDetections], float]]]]
+            finishing = deque()
+
+            def drain(keep: int) -> None:
+                nonlocal postprocess_s
+                while len(finishing) > keep:
+                    batch_indices, future = finishing.popleft()
+                    per_image, seconds = future.result()
+                    postprocess_s += seconds
+                    for index, dets in zip(batch_indices, per_image, strict=True):
+                        done[index] = dets
+                        if cache is not None:
+                            cache.append(index, dets)
+                    bar.update(len(batch_indices))
+                    if on_batch is not None:
+                        on_batch(len(batch_indices))
+
             while pending:
                 prepared = pending.popleft().result()
                 refill()
@@ -127,18 +153,11 @@ def predict(
                 preprocess_s += prepared.preprocess_s
                 t0 = time.perf_counter()
                 raw = runner.run(prepared.batch)
-                t1 = time.perf_counter()
-                per_image = nms_batch(decoder.decode(raw), nms)
-                t2 = time.perf_counter()
-                inference_s += t1 - t0
-                postprocess_s += t2 - t1
-                for index, dets in zip(prepared.indices, per_image, strict=True):
-                    done[index] = dets
-                    if cache is not None:
-                        cache.append(index, dets)
-                bar.update(len(prepared.indices))
-                if on_batch is not None:
-                    on_batch(len(prepared.indices))
+                inference_s += time.perf_counter() - t0
+                # Decode + NMS of this batch overlap with the next batch's inference.
+                finishing.append((prepared.indices, pool.submit(_finish, decoder, raw, nms)))
+                drain(keep=PREFETCH)
+            drain(keep=0)
     finally:
         bar.close()
         if cache is not None:

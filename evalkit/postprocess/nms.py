@@ -26,12 +26,16 @@ within a class the lower box index is taken first (the rule TF's single-class
 ``NonMaxSuppressionV3..V5`` kernels state), and in the output equal scores come in class
 order, then in per-class selection order.
 
-The implementation works on all (image, class) groups at once: candidates sorted by
-(image, class, -score, box), then rounds over growing rank chunks. A round suppresses each
-chunk's candidates against the boxes its group kept so far, computes the IoU of the
-remaining same-group pairs inside the chunk, and resolves the greedy order within the
-chunk by fixed-point iteration (exact: the greedy result is the only fixed point). Groups
-leave once they hold ``max_per_class`` boxes or run out of candidates.
+Inputs are cast to float32 first (the op takes float32). Non-finite corners and NaN scores
+are refused (TF would silently drop NaN scores, and IoU is meaningless on them).
+
+The implementation handles all classes of an image at once: candidates sorted by (class,
+-score, box), then rounds over chunks of the next ranks of every unfinished class. A round
+drops the chunk's candidates that overlap a box their class kept in earlier rounds, computes
+the IoU of the remaining same-class pairs inside the chunk, and resolves the greedy order
+within the chunk by fixed-point iteration (exact: the greedy result is its only fixed
+point). IoU is only computed for pairs that a sweep in x cannot rule out. A class leaves
+once it holds ``max_per_class`` boxes or runs out of candidates.
 """
 
 from __future__ import annotations
@@ -51,8 +55,9 @@ Bool = npt.NDArray[np.bool_]
 
 ALGORITHM = "tf.image.combined_non_max_suppression"
 TIE_ORDER = "within a class lower box index first; in the output class order, then class rank"
-# Ranks per group in the first round; each later round doubles it. Most groups of an SSD
-# image hold fewer candidates and finish in the first round.
+# Ranks per class in the first round; later rounds at most double it and take about what
+# the class still needs at its keep rate. Most classes of an SSD image hold fewer candidates
+# and finish in the first round (64 measured best on benchmarks/nms_speed.py).
 FIRST_CHUNK = 64
 # Pairs per IoU block (see _Boxes._exceeding).
 PAIR_BLOCK = 1 << 15
@@ -182,6 +187,20 @@ def _descending_key(score: F32) -> npt.NDArray[np.uint64]:
     return np.uint64(0xFFFFFFFF) - _ascending_bits(score)
 
 
+def _stable_order(key: npt.NDArray[np.uint64], high: I64 | None = None) -> I64:
+    """Stable argsort by (``high``, 32-bit ``key``): three 16-bit radix passes (numpy sorts
+    16-bit integers stably by radix), several times faster than a 64-bit merge sort."""
+    digits = [(key & np.uint64(0xFFFF)).astype(np.uint16), (key >> np.uint64(16)).astype(np.uint16)]
+    if high is not None:
+        if high.size and int(high.max()) > 0xFFFF:
+            return np.argsort((high.astype(np.uint64) << np.uint64(32)) | key, kind="stable")
+        digits.append(high.astype(np.uint16))
+    order = np.argsort(digits[0], kind="stable")
+    for digit in digits[1:]:
+        order = order[np.argsort(digit[order], kind="stable")]
+    return order
+
+
 def _round_up_float32(values: npt.NDArray[np.float64]) -> F32:
     """float32 values no smaller than the float64 ones, so a bound only ever loosens."""
     out = values.astype(np.float32)
@@ -213,8 +232,11 @@ def _iou_exceeds(a: _Table, b: _Table, threshold: np.float32) -> Bool:
 
 
 class _Boxes:
-    """Every box of the batch as TF's IOU() sees it, and the same-group pairs whose IoU
-    exceeds the threshold, found by sweeps in x that skip the pairs which cannot."""
+    """An image's boxes as TF's IOU() sees them, and the same-class pairs whose IoU exceeds
+    the threshold, found by sweeps in x that skip the pairs which cannot.
+
+    ``group`` arguments are class indices: pairs never cross them.
+    """
 
     def __init__(self, boxes: F32, threshold: np.float32) -> None:
         # TF IOU(): min/max per axis, so either corner order describes the same box.
@@ -245,10 +267,14 @@ class _Boxes:
         total = int(ends[-1]) if ends.size else 0
         # Blocks of about PAIR_BLOCK pairs keep the ten temporary columns in cache; past a
         # few hundred thousand pairs, memory traffic otherwise triples the cost per pair.
-        cuts = np.unique(np.searchsorted(ends, np.arange(PAIR_BLOCK, total, PAIR_BLOCK)))
+        cuts: list[int] = []
+        if total > PAIR_BLOCK:
+            cuts = np.unique(
+                np.searchsorted(ends, np.arange(PAIR_BLOCK, total, PAIR_BLOCK))
+            ).tolist()
         hits = []
         row_start, pair_start = 0, 0
-        for row_end in [*cuts.tolist(), rows.size]:
+        for row_end in [*cuts, rows.size]:
             if row_end <= row_start:
                 continue
             pair_end = int(ends[row_end - 1])
@@ -341,9 +367,7 @@ def _select(boxes: F32, scores: F32, settings: NmsSettings) -> tuple[I64, I64, F
     box, cls = np.divmod(flat, n_classes)
     # By class, then descending score. The sort is stable and flatnonzero lists a class's
     # candidates in box order, so equal scores keep ascending box index.
-    order = np.argsort(
-        (cls.astype(np.uint64) << np.uint64(32)) | _descending_key(score), kind="stable"
-    )
+    order = _stable_order(_descending_key(score), cls)
     box, cls, score = box[order], cls[order], score[order]
     boxes_ = _Boxes(boxes, iou_thr)
 
@@ -383,7 +407,7 @@ def _select(boxes: F32, scores: F32, settings: NmsSettings) -> tuple[I64, I64, F
         before = np.repeat(running[block_first] - keep[block_first], size)
         keep &= kept_n[cand_cls] + running - before <= cap
         kept_n += np.bincount(cand_cls[keep], minlength=n_classes)
-        kept = np.sort(np.concatenate([kept, cand[keep]]))
+        kept = np.sort(np.concatenate([kept, cand[keep]]), kind="stable")  # merges two runs
         done[active] += size
         active = active[(done[active] < count[active]) & (kept_n[active] < cap)]
         chunk *= 2
@@ -391,7 +415,7 @@ def _select(boxes: F32, scores: F32, settings: NmsSettings) -> tuple[I64, I64, F
     # SelectResultPerBatch: the kept boxes by descending score, the first max_total of
     # them. The sort is stable over (class, rank)-ordered positions, so equal scores stay in
     # class order, then rank order.
-    kept = kept[np.argsort(_descending_key(score[kept]), kind="stable")][: settings.max_total]
+    kept = kept[_stable_order(_descending_key(score[kept]))][: settings.max_total]
     return box[kept], cls[kept], score[kept]
 
 

@@ -1,0 +1,136 @@
+"""``evalkit compare``: every metric two runs share, side by side, with deltas."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from evalkit.errors import InputError
+from evalkit.pipeline.result import RunRecord
+
+Unit = Literal["points", "percent", "count"]
+
+# pycocotools' 12 summary statistics, in its order: six precisions, six recalls.
+_AP_STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+COCO_STATS = (*_AP_STATS, "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+
+# Per-variant figures compared: metric name and where it sits in the variant record.
+_VARIANT_METRICS = (
+    ("latency_p50_ms", ("latency", "summary", "p50_ms")),
+    ("latency_p90_ms", ("latency", "summary", "p90_ms")),
+    ("model_bytes", ("model", "bytes")),
+    ("images_per_s", ("timings", "images_per_s")),
+)
+
+
+def _label(record: RunRecord) -> str:
+    return str(record.path) if record.path is not None else record.name
+
+
+def _num(value: Any, where: str, record: RunRecord) -> float:
+    """A finite number from a result file (ints stay ints), or an InputError naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InputError(f"expected a finite number, got {value!r}", path=record.path, record=where)
+    return value
+
+
+def _dig(data: Any, keys: Iterable[str]) -> Any:
+    for key in keys:
+        data = data.get(key) if isinstance(data, dict) else None
+    return data
+
+
+def _per_class(record: RunRecord, variant: str, protocol: str) -> dict[str, float]:
+    at = f"variants.{variant}.protocols.{protocol}.per_class"
+    scores = record.variants[variant]["protocols"][protocol]["per_class"]
+    return {str(c): _num(ap, f"{at}.{c}", record) for c, ap in scores.items()}
+
+
+# ---------------------------------------------------------------- compare
+
+
+@dataclass(frozen=True)
+class Row:
+    """One metric of one variant (and protocol) in runs A and B; a side without it is None.
+
+    ``unit`` is the delta's: AP-like values are fractions and change in AP points; latency,
+    model bytes and images/s change in percent of A; TP/FP counts by their difference.
+    """
+
+    metric: str
+    variant: str
+    protocol: str | None
+    a: float | None
+    b: float | None
+    delta: float | None
+    unit: Unit
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Every metric of two runs side by side (A's order, then what only B has)."""
+
+    a_label: str
+    b_label: str
+    rows: tuple[Row, ...]
+
+    def only_in(self, side: Literal["a", "b"]) -> tuple[Row, ...]:
+        """The rows whose metric only run A (or only run B) has."""
+        return tuple(r for r in self.rows if (r.b if side == "a" else r.a) is None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"a": self.a_label, "b": self.b_label, "rows": [asdict(r) for r in self.rows]}
+
+
+def _metrics(record: RunRecord) -> dict[tuple[str, str | None, str], tuple[float, Unit]]:
+    """Every comparable number of a run, keyed (variant, protocol, metric), in file order."""
+    out: dict[tuple[str, str | None, str], tuple[float, Unit]] = {}
+    for variant, data in record.variants.items():
+        for protocol, scores in data["protocols"].items():
+            at = f"variants.{variant}.protocols.{protocol}"
+            out[variant, protocol, "AP50"] = (record.ap50(variant, protocol), "points")
+            for cls, ap in _per_class(record, variant, protocol).items():
+                out[variant, protocol, f"AP50[{cls}]"] = (ap, "points")
+            stats = scores.get("stats")
+            if stats is not None and (not isinstance(stats, list) or len(stats) != 12):
+                raise InputError(
+                    f"expected 12 numbers, got {stats!r}", path=record.path, record=f"{at}.stats"
+                )
+            for name, value in zip(COCO_STATS, stats or (), strict=False):
+                # pycocotools writes -1 for an area with no ground truth: not a score.
+                if _num(value, f"{at}.stats", record) >= 0:
+                    out[variant, protocol, f"stats.{name}"] = (value, "points")
+            for key in ("tp", "fp"):
+                if key in scores:
+                    out[variant, protocol, key.upper()] = (_num(scores[key], at, record), "count")
+        for metric, keys in _VARIANT_METRICS:
+            if (value := _dig(data, keys)) is not None:
+                where = ".".join(("variants", variant, *keys))
+                out[variant, None, metric] = (_num(value, where, record), "percent")
+    return out
+
+
+def _delta(a: float, b: float, unit: Unit) -> float | None:
+    if unit == "points":
+        return 100.0 * (b - a)
+    if unit == "count":
+        return b - a
+    return None if a == 0 else 100.0 * (b - a) / a
+
+
+def compare(a: RunRecord, b: RunRecord) -> Comparison:
+    """Every metric of run A next to run B, with B's change relative to A."""
+    ma, mb = _metrics(a), _metrics(b)
+    rows = []
+    for key in [*ma, *(k for k in mb if k not in ma)]:
+        va, vb = ma.get(key), mb.get(key)
+        unit = (va or mb[key])[1]
+        delta = None if va is None or vb is None else _delta(va[0], vb[0], unit)
+        a_value, b_value = (None if v is None else v[0] for v in (va, vb))
+        rows.append(Row(key[2], key[0], key[1], a_value, b_value, delta, unit))
+    return Comparison(_label(a), _label(b), tuple(rows))
+
+
+# ---------------------------------------------------------------- tolerances

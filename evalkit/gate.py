@@ -1,0 +1,394 @@
+"""Compare two ``result.json`` records, and gate a run against a baseline (``evalkit check``).
+
+Tolerance file (YAML; every key optional, any other key is an error)::
+
+    ap50:                    # largest AP50 drop that passes, in AP points (0.5 = 0.005 AP50)
+      default: 0.5           #   a plain number means {default: N}
+      int8/st: 1.0           #   overrides by scope: VARIANT or VARIANT/PROTOCOL, '*' for any
+      "*/voc07": 0.8
+    latency_p50_percent: 10  # largest p50 increase that passes, in percent (scope: VARIANT);
+                             #   null disables the latency check
+    per_class_ap: null       # null: per-class AP drops only warn; a number or a mapping like
+                             #   ap50's (scopes down to VARIANT/PROTOCOL/CLASS) fails beyond
+                             #   it; null inside the mapping: warn only, for that scope
+
+The most specific key wins (more parts, then a named part before '*', left to right). A key
+that matches nothing in the baseline is an error, so a typo cannot loosen a gate unnoticed.
+Command-line flags replace only ``default``. A drop equal to its tolerance passes.
+"""
+
+from __future__ import annotations
+
+import difflib
+import html
+import math
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from evalkit.compare import _dig, _label, _num, _per_class
+from evalkit.errors import InputError
+from evalkit.pipeline.result import RunRecord
+
+Status = Literal["pass", "fail", "warn", "skip"]
+Metric = Literal["ap50", "per_class_ap", "latency_p50"]
+
+# Float noise: 100 * (0.5 - 0.495) is 0.5000000000000004; a drop equal to the tolerance passes.
+_EPS = 1e-9
+
+# Tolerance keys and the deepest scope each accepts (variant, protocol, class).
+_KEYS = {"ap50": 2, "latency_p50_percent": 1, "per_class_ap": 3}
+_FORMS = {1: "VARIANT", 2: "VARIANT or VARIANT/PROTOCOL", 3: "VARIANT[/PROTOCOL[/CLASS]]"}
+
+
+def _suggest(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _matches(key: str, scope: tuple[str, ...]) -> bool:
+    parts = key.split("/")
+    return len(parts) <= len(scope) and all(
+        p in ("*", s) for p, s in zip(parts, scope[: len(parts)], strict=True)
+    )
+
+
+@dataclass(frozen=True)
+class Scoped:
+    """A tolerance with overrides by scope ('int8', 'int8/st', '*/st', 'int8/st/person')."""
+
+    default: float | None
+    overrides: Mapping[str, float | None] = field(default_factory=dict)
+
+    def at(self, *scope: str) -> float | None:
+        """The tolerance of the most specific key matching ``scope``, else ``default``."""
+        ranked = [
+            ((len(k.split("/")), tuple(p != "*" for p in k.split("/"))), tolerance)
+            for k, tolerance in self.overrides.items()
+            if _matches(k, scope)
+        ]
+        return max(ranked, key=lambda r: r[0])[1] if ranked else self.default
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """What ``check`` allows: AP drops in points, a latency increase in percent."""
+
+    ap50: Scoped = field(default_factory=lambda: Scoped(0.5))
+    latency_p50_percent: Scoped = field(default_factory=lambda: Scoped(10.0))
+    per_class_ap: Scoped = field(default_factory=lambda: Scoped(None))
+    source: str | None = None  # the file they came from, named in errors
+
+
+def _tolerance(value: Any, key: str, where: str, source: str | None) -> float | None:
+    if value is None and key != "ap50":
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        expected = "a number >= 0" + ("" if key == "ap50" else " or null")
+        raise InputError(f"expected {expected}, got {value!r}", path=source, record=where)
+    if not math.isfinite(value):
+        raise InputError(f"expected a finite number, got {value!r}", path=source, record=where)
+    return float(value)
+
+
+def _scoped(value: Any, key: str, base: Scoped, source: str | None) -> Scoped:
+    if not isinstance(value, dict):
+        return Scoped(_tolerance(value, key, key, source))
+    default, overrides = base.default, {}
+    for scope, tolerance in value.items():
+        where = f"{key}.{scope}"
+        parsed = _tolerance(tolerance, key, where, source)
+        parts = str(scope).split("/")
+        if scope == "default":
+            default = parsed
+        elif len(parts) > _KEYS[key] or "" in parts:
+            problem = f"a scope is {_FORMS[_KEYS[key]]} or 'default', got {scope!r}"
+            raise InputError(problem, path=source, record=where)
+        else:
+            overrides[str(scope)] = parsed
+    return Scoped(default, overrides)
+
+
+def parse_tolerances(
+    data: Any, base: Tolerances | None = None, source: str | None = None
+) -> Tolerances:
+    """Tolerances from a parsed YAML mapping; the keys it leaves out keep ``base``'s values."""
+    base = base or Tolerances()
+    if not isinstance(data, dict):
+        problem = f"expected a mapping with keys {', '.join(_KEYS)}, got {type(data).__name__}"
+        raise InputError(problem, path=source)
+    for key in data:
+        if key not in _KEYS:
+            problem = f"unknown key {key!r}{_suggest(str(key), _KEYS)}; known: {', '.join(_KEYS)}"
+            raise InputError(problem, path=source, record=str(key))
+
+    def get(key: str) -> Scoped:
+        current: Scoped = getattr(base, key)
+        return _scoped(data[key], key, current, source) if key in data else current
+
+    return Tolerances(get("ap50"), get("latency_p50_percent"), get("per_class_ap"), source)
+
+
+def load_tolerances(path: str | Path, base: Tolerances | None = None) -> Tolerances:
+    """Read a tolerance YAML file (format in this module's docstring), strictly."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise InputError("file not found", path=path) from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise InputError(f"cannot read YAML: {exc}", path=path) from None
+    return parse_tolerances({} if data is None else data, base, str(path))
+
+
+def _check_scopes(tol: Tolerances, baseline: RunRecord) -> None:
+    """Every override key must match something in the baseline: a typo must not pass."""
+    pairs = [(v, p) for v in baseline.variants for p in baseline.protocols(v)]
+    scopes: dict[str, list[tuple[str, ...]]] = {
+        "ap50": list(pairs),
+        "latency_p50_percent": [(v,) for v in baseline.variants],
+        "per_class_ap": [(v, p, c) for v, p in pairs for c in _per_class(baseline, v, p)],
+    }
+    for key, known in scopes.items():
+        for name in getattr(tol, key).overrides:
+            if not any(_matches(name, s) for s in known):
+                names = sorted({"/".join(s[:n]) for s in known for n in range(1, len(s) + 1)})
+                problem = (
+                    f"scope {name!r} matches nothing in the baseline {_label(baseline)}"
+                    f"{_suggest(name, ['default', *names])}"
+                )
+                raise InputError(problem, path=tol.source, record=f"{key}.{name}")
+
+
+# ---------------------------------------------------------------- check
+
+
+@dataclass(frozen=True)
+class Check:
+    """One gate: a metric at a scope ('int8/st', 'int8/st/person', 'int8'), and its verdict.
+
+    ``change`` is result minus baseline in AP points, or the latency change in percent.
+    """
+
+    metric: Metric
+    scope: str
+    status: Status
+    baseline: float | None
+    result: float | None
+    change: float | None
+    tolerance: float | None
+    message: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.metric} {self.scope}"
+
+    @property
+    def improved(self) -> bool:
+        if self.change is None:
+            return False
+        return self.change < -_EPS if self.metric == "latency_p50" else self.change > _EPS
+
+    def cells(self) -> tuple[str, ...]:
+        """Status, name, baseline, result, change, tolerance, note, as display strings."""
+        ms = self.metric == "latency_p50"
+        unit = "%" if ms else " pt"
+        values = (
+            "-" if v is None else f"{v:.3f} ms" if ms else f"{100 * v:.2f}"
+            for v in (self.baseline, self.result)
+        )
+        change = "-" if self.change is None else f"{self.change:+.2f}{unit}"
+        tolerance = "-" if self.tolerance is None else f"{self.tolerance:g}{unit}"
+        return (self.status, self.name, *values, change, tolerance, self.message)
+
+
+def _drop_check(
+    metric: Metric, scope: str, before: float, after: float, allowed: float | None
+) -> Check:
+    change = 100.0 * (after - before)
+    status: Status = "pass"
+    if change > _EPS:
+        message = f"improved by {change:.2f} pt"
+    elif -change <= _EPS:
+        message = "unchanged"
+    elif allowed is None:
+        status, message = "warn", f"dropped {-change:.2f} pt (reported only: no tolerance set)"
+    elif -change <= allowed + _EPS:
+        message = f"dropped {-change:.2f} pt, within {allowed:g}"
+    else:
+        status, message = "fail", f"dropped {-change:.2f} pt, more than the {allowed:g} allowed"
+    return Check(metric, scope, status, before, after, change, allowed, message)
+
+
+def _ap_checks(
+    result: RunRecord, baseline: RunRecord, variant: str, protocol: str, tol: Tolerances
+) -> list[Check]:
+    scope = f"{variant}/{protocol}"
+    allowed, before = tol.ap50.at(variant, protocol), baseline.ap50(variant, protocol)
+    if variant not in result.variants or protocol not in result.protocols(variant):
+        what = "protocol" if variant in result.variants else "variant"
+        message = f"{what} missing from the result (the baseline has it)"
+        return [Check("ap50", scope, "fail", before, None, None, allowed, message)]
+    checks = [_drop_check("ap50", scope, before, result.ap50(variant, protocol), allowed)]
+    after = _per_class(result, variant, protocol)
+    for cls, ap in _per_class(baseline, variant, protocol).items():
+        allowed = tol.per_class_ap.at(variant, protocol, cls)
+        if cls in after:
+            checks.append(_drop_check("per_class_ap", f"{scope}/{cls}", ap, after[cls], allowed))
+        else:
+            status: Status = "warn" if allowed is None else "fail"
+            message = "class missing from the result (the baseline has it)"
+            checks.append(
+                Check("per_class_ap", f"{scope}/{cls}", status, ap, None, None, allowed, message)
+            )
+    return checks
+
+
+def _latency_p50(record: RunRecord, variant: str) -> float | None:
+    if variant not in record.variants or not record.variants[variant].get("latency"):
+        return None
+    keys = ("latency", "summary", "p50_ms")
+    where = ".".join(("variants", variant, *keys))
+    value = _num(_dig(record.variants[variant], keys), where, record)
+    if value <= 0:
+        raise InputError(f"expected a positive time, got {value!r}", path=record.path, record=where)
+    return value
+
+
+def _latency_check(result: RunRecord, baseline: RunRecord, variant: str, tol: Tolerances) -> Check:
+    allowed = tol.latency_p50_percent.at(variant)
+    before, after = _latency_p50(baseline, variant), _latency_p50(result, variant)
+    if allowed is None or before is None or after is None:
+        why = (
+            "disabled (--no-latency or latency_p50_percent: null)"
+            if allowed is None
+            else "the baseline has no latency record"
+            if before is None
+            else "variant missing from the result (see its ap50 checks)"
+            if variant not in result.variants
+            else "the result has no latency record"
+        )
+        return Check("latency_p50", variant, "skip", before, after, None, allowed, why)
+    change = 100.0 * (after - before) / before
+    status: Status = "pass"
+    if change < -_EPS:
+        message = f"p50 {-change:.1f}% faster (improved)"
+    elif change <= allowed + _EPS:
+        message = f"p50 {change:+.1f}%, within {allowed:g}%"
+    else:
+        status, message = "fail", f"p50 rose {change:.1f}%, more than the {allowed:g}% allowed"
+    return Check("latency_p50", variant, status, before, after, change, allowed, message)
+
+
+_ORDER = {"fail": 0, "warn": 1, "skip": 2, "pass": 3}
+HEADERS = ("status", "check", "baseline", "result", "change", "tolerance", "note")
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """Every check of a result against its baseline; ``passed`` when none failed."""
+
+    result: str
+    baseline: str
+    checks: tuple[Check, ...]
+    elapsed_s: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.count("fail") == 0
+
+    def count(self, status: Status) -> int:
+        return sum(c.status == status for c in self.checks)
+
+    @property
+    def headline(self) -> str:
+        """PASS or FAIL, with the count of each status and of improvements."""
+        verdict = "PASS" if self.passed else "FAIL"
+        return (
+            f"{verdict}: {self.count('fail')} failed, {self.count('warn')} warned, "
+            f"{self.count('pass')} passed, {self.count('skip')} skipped "
+            f"({sum(c.improved for c in self.checks)} improved)"
+        )
+
+    def listed(self) -> tuple[tuple[Check, ...], int]:
+        """Checks worth showing, failures first, and how many passing per-class ones are left
+        out (there are classes x protocols x variants of them)."""
+        shown = [c for c in self.checks if c.metric != "per_class_ap" or c.status != "pass"]
+        return tuple(sorted(shown, key=lambda c: _ORDER[c.status])), len(self.checks) - len(shown)
+
+    def to_markdown(self) -> str:
+        """A CI job summary (e.g. ``$GITHUB_STEP_SUMMARY``): headline, then a table."""
+        shown, hidden = self.listed()
+
+        def row(cells: Iterable[str]) -> str:
+            # Class names and paths are data: GitHub would render '<b>' or break on '|'.
+            escaped = (html.escape(c, quote=False).replace("|", "\\|") for c in cells)
+            return "| " + " | ".join(escaped) + " |"
+
+        lines = [
+            f"## evalkit check: {'PASS' if self.passed else 'FAIL'}",
+            "",
+            f"**{self.headline}**",
+            "",
+            f"Result `{self.result}` against baseline `{self.baseline}`.",
+            "",
+            row(HEADERS),
+            row("---" for _ in HEADERS),
+            *(row(c.cells()) for c in shown),
+        ]
+        if hidden:
+            lines += [
+                "",
+                f"{hidden} passing per-class checks not listed (the JUnit report has all).",
+            ]
+        return "\n".join(lines) + "\n"
+
+    def to_junit_xml(self) -> str:
+        """JUnit XML: one testsuite 'evalkit.check', one testcase per check."""
+        counts = {
+            "tests": str(len(self.checks)),
+            "failures": str(self.count("fail")),
+            "errors": "0",
+            "skipped": str(self.count("skip")),
+            "time": f"{self.elapsed_s:.3f}",
+        }
+        # The common schema (Jenkins junit-10.xsd) has no 'skipped' on <testsuites>.
+        root = ET.Element("testsuites", {"name": "evalkit", **counts})
+        del root.attrib["skipped"]
+        suite = ET.SubElement(root, "testsuite", {"name": "evalkit.check", **counts})
+        props = ET.SubElement(suite, "properties")
+        for name, value in (("result", self.result), ("baseline", self.baseline)):
+            ET.SubElement(props, "property", {"name": name, "value": value})
+        for c in self.checks:
+            attrs = {"classname": f"evalkit.check.{c.metric}", "name": c.scope, "time": "0"}
+            case = ET.SubElement(suite, "testcase", attrs)
+            detail = "  ".join(f"{h}: {v}" for h, v in zip(HEADERS[2:], c.cells()[2:], strict=True))
+            if c.status == "fail":
+                failure = ET.SubElement(case, "failure", {"message": c.message, "type": c.metric})
+                failure.text = detail
+            elif c.status == "skip":
+                ET.SubElement(case, "skipped", {"message": c.message})
+            else:  # pass and warn: the figures go to the test's output
+                ET.SubElement(case, "system-out").text = f"{c.status}: {detail}"
+        ET.indent(root)
+        return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, "unicode") + "\n"
+
+
+def check(
+    result: RunRecord, baseline: RunRecord, tolerances: Tolerances | None = None
+) -> CheckReport:
+    """Gate ``result`` against ``baseline``: AP50 and per-class AP drops, latency p50 rise."""
+    start = time.perf_counter()
+    tol = tolerances or Tolerances()
+    _check_scopes(tol, baseline)
+    checks: list[Check] = []
+    for variant in baseline.variants:
+        for protocol in baseline.protocols(variant):
+            checks += _ap_checks(result, baseline, variant, protocol, tol)
+    checks += [_latency_check(result, baseline, v, tol) for v in baseline.variants]
+    return CheckReport(_label(result), _label(baseline), tuple(checks), time.perf_counter() - start)

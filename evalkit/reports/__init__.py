@@ -1,0 +1,189 @@
+"""Reports rendered only from a run record (``result.json``) and the card it is compared with.
+
+``render_report(record, out_dir)`` writes ``report.html`` (self-contained), ``report.md``, one
+CSV per table and one PNG per figure, and returns the list of files as a ``ReportFiles``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from evalkit.errors import InputError
+from evalkit.pipeline.result import RunRecord
+from evalkit.references import DatasetReference, reference_for
+from evalkit.reports.html import Section, html_document, markdown_document
+from evalkit.reports.plots import Plot, render_plots
+from evalkit.reports.tables import (
+    PUBLISHED,
+    Table,
+    build_tables,
+    make_table,
+    protocols_of,
+)
+
+__all__ = [
+    "Plot",
+    "ReportFiles",
+    "Section",
+    "Table",
+    "record_reference",
+    "render_report",
+    "run_info",
+]
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """The files one ``render_report`` call wrote."""
+
+    out_dir: Path
+    html: Path
+    markdown: Path
+    csv: tuple[Path, ...]
+    plots: tuple[Path, ...]
+
+    @property
+    def paths(self) -> tuple[Path, ...]:
+        """Every file written, the HTML first."""
+        return (self.html, self.markdown, *self.csv, *self.plots)
+
+
+def record_reference(record: RunRecord) -> DatasetReference | None:
+    """The published figures a record names under ``reference`` (None when it names none)."""
+    named = record.data.get("reference")
+    if named is None:
+        return None
+    if not (
+        isinstance(named, dict)
+        and isinstance(named.get("model"), str)
+        and isinstance(named.get("dataset"), str)
+    ):
+        raise InputError(
+            f'expected {{"model": str, "dataset": str}} or null, got {named!r}',
+            path=str(record.path or "result.json"),
+            record="reference",
+        )
+    return reference_for(named["model"], named["dataset"])
+
+
+def run_info(record: RunRecord, reference: DatasetReference | None) -> Table:
+    """What ran, when, where and with which settings (the report's header)."""
+    data = record.data
+    env = data.get("environment") or {}
+    git = env.get("git") or {}
+    packages = env.get("packages") or {}
+    uname = env.get("uname") or {}
+    revision = git.get("revision")
+    dirty = " (with uncommitted changes)" if git.get("dirty") else ""
+    ds = data.get("dataset") or {}
+    rows: list[tuple[str, str]] = [
+        ("run", record.name or "n/a"),
+        ("created", str(data.get("created") or "n/a")),
+        ("git revision", f"{revision}{dirty}" if revision else "n/a (not run from a git checkout)"),
+        ("evalkit", str(packages.get("evalkit") or "n/a")),
+        (
+            "machine",
+            f"{env.get('cpu', 'n/a')}; {env.get('logical_cores', 'n/a')} logical cores; "
+            f"{uname.get('system', '')} {uname.get('machine', '')}".strip(),
+        ),
+        ("python", str(env.get("python") or "n/a")),
+        ("onnxruntime", str(packages.get("onnxruntime") or "n/a")),
+        (
+            "dataset",
+            f"{ds.get('name', 'n/a')} ({ds.get('format', 'n/a')}): "
+            f"{ds.get('num_images', 'n/a')} images, {ds.get('num_annotations', 'n/a')} "
+            f"annotations, {len(ds.get('classes') or ())} classes, "
+            f"{len(ds.get('skipped') or ())} images skipped",
+        ),
+    ]
+    for name, variant in record.variants.items():
+        model = variant.get("model") or {}
+        decoder = (variant.get("decoder") or {}).get("name", "n/a")
+        rows.append(
+            (
+                f"variant {name}",
+                f"{model.get('path', 'n/a')} ({model.get('precision', 'n/a')}, decoder {decoder})",
+            )
+        )
+    nms = {
+        ", ".join(f"{k}={v}" for k, v in (variant.get("nms") or {}).items()) or "n/a"
+        for variant in record.variants.values()
+    }
+    rows.append(("NMS", "; ".join(sorted(nms))))
+    rows.append(("protocols", ", ".join(protocols_of(record))))
+    if reference is None:
+        rows.append(("reference", "none: no published figures to compare with"))
+    else:
+        rows.append(
+            (
+                "reference",
+                f"{reference.model} on {reference.dataset.name} {reference.dataset.split} "
+                f"({PUBLISHED}, protocol {reference.protocol})",
+            )
+        )
+    return make_table(
+        "run",
+        "Run",
+        "What was evaluated, when, where and how.",
+        [("field", ""), ("value", "")],
+        rows,
+    )
+
+
+def sections(tables: dict[str, Table], plots: dict[str, Plot]) -> tuple[Section, ...]:
+    """The report's reading order: accuracy, variant comparison, host, STM32N6."""
+    return (
+        Section(
+            "Accuracy",
+            "How well each variant detects, under each protocol, against the model card.",
+            (tables["accuracy"], plots["protocols"], tables["coco_stats"]),
+        ),
+        Section(
+            "Variant comparison",
+            "What changes between variants (for int8 vs float: what quantization costs).",
+            (
+                tables["variant_delta"],
+                tables["per_class"],
+                plots["class_delta"],
+                plots["pr_curves"],
+            ),
+        ),
+        Section(
+            "Model size and host latency",
+            "Measured in this run on the host CPU; the STM32N6 figures follow.",
+            (tables["model_size"], tables["host_latency"], plots["latency"]),
+        ),
+        Section(
+            "STM32N6 memory and latency",
+            "Published card figures, on-board measurements and evalkit's estimate, side by side.",
+            (tables["n6"],),
+        ),
+    )
+
+
+def render_report(
+    record: RunRecord, out_dir: str | Path, *, reference: DatasetReference | None = None
+) -> ReportFiles:
+    """Write the report of ``record`` into ``out_dir``; ``reference`` defaults to the record's."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if reference is None:
+        reference = record_reference(record)
+    tables = {"run": run_info(record, reference), **build_tables(record, reference)}
+    plots = render_plots(record, reference, out)
+    csv = []
+    for table in tables.values():
+        path = out / f"{table.name}.csv"
+        # "n/a" is one of pandas' default NA markers, so read_csv gets the gaps back.
+        table.frame.to_csv(path, index=False, na_rep="n/a", float_format="%.6f")
+        csv.append(path)
+    title = f"evalkit report: {record.name or 'run'}"
+    header = tables["run"]
+    parts = sections(tables, plots)
+    markdown = out / "report.md"
+    markdown.write_text(markdown_document(title, header, parts), encoding="utf-8")
+    html = out / "report.html"
+    html.write_text(html_document(title, header, parts), encoding="utf-8")
+    drawn = tuple(p.path for p in plots.values() if p.path is not None)
+    return ReportFiles(out, html, markdown, tuple(csv), drawn)
