@@ -84,8 +84,14 @@ def main() -> int:
     record = {
         "benchmark": "pipeline_throughput",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "settings": {"model": args.model, "threads": args.threads, "workers": args.workers,
-                     "repeat": args.repeat, "images": len(dataset), "dataset": "coco128"},
+        "settings": {
+            "model": args.model,
+            "threads": args.threads,
+            "workers": args.workers,
+            "repeat": args.repeat,
+            "images": len(dataset),
+            "dataset": "coco128",
+        },
         "bare_images_per_s": bare,
         "pipeline_images_per_s": piped,
         "ratio_of_medians": ratio,

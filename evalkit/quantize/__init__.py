@@ -84,10 +84,9 @@ def quantize_for_run(
     if record.is_file() and out_path.is_file():
         with contextlib.suppress(ValueError, KeyError, TypeError):
             previous = json.loads(record.read_text())
-            if (
-                previous["reuse_key"] == reuse_key
-                and previous["int8_model"]["sha256"] == file_sha256(out_path)
-            ):
+            if previous["reuse_key"] == reuse_key and previous["int8_model"][
+                "sha256"
+            ] == file_sha256(out_path):
                 return out_path
     result = quantize_model(float_path, out_path, sample, ZOO_SETTINGS, progress=progress)
     record.write_text(json.dumps({**result.to_dict(), "reuse_key": reuse_key}, indent=2) + "\n")
