@@ -137,7 +137,8 @@ def expand_env(value: str, where: str, source: str) -> str:
 
 
 def _unknown(key: str, known: Sequence[str], where: str, source: str) -> InputError:
-    close = difflib.get_close_matches(key, known, n=1)
+    # difflib misses abbreviations ('iou' for 'iou_threshold'); a prefix is a good hint too.
+    close = difflib.get_close_matches(key, known, n=1) or [k for k in known if k.startswith(key)]
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return InputError(
         f"unknown field {key!r}{hint}; known: {', '.join(known)}", path=source, record=where

@@ -326,6 +326,9 @@ def quantize_model(
     import onnxruntime
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
+    # onnxruntime's own sessions inside quantization warn about unused initializers of the
+    # TF-exported graphs; those are not the user's concern (errors still show).
+    onnxruntime.set_default_logger_severity(3)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     # Written beside the target and renamed: a failed run leaves no half-written model.
     partial = out_path.with_name(out_path.name + ".partial")
