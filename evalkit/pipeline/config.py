@@ -48,6 +48,10 @@ class QuantizeConfig:
         default=None, metadata={"help": "calibration images (default: 1% of the set, at least 1)"}
     )
     seed: int = field(default=0, metadata={"help": "seed of the random calibration sample"})
+    images: str = field(
+        default="",
+        metadata={"help": "calibration image folder (default: the evaluated dataset's images)"},
+    )
 
 
 @dataclass(frozen=True)

@@ -159,6 +159,7 @@ def _model_path(
         count=variant.quantize.calib_count,
         seed=variant.quantize.seed,
         progress=not config.quiet,
+        calibration_dir=variant.quantize.images or None,
     )
 
 

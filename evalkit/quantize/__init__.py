@@ -60,16 +60,21 @@ def quantize_for_run(
     count: int | None = None,
     seed: int = 0,
     progress: bool = True,
+    calibration_dir: str | Path | None = None,
 ) -> Path:
-    """Zoo-settings int8 model calibrated on ``dataset``'s images (1% unless ``count``).
+    """Zoo-settings int8 model calibrated on 1% (or ``count``) of ``dataset``'s images, or
+    of the images in ``calibration_dir`` (e.g. a training split) when given.
 
     The result record (settings, the exact calibration files, digests) is written beside
     the model as ``<name>.quantize.json``; the int8 model's path is returned.
     """
-    files = tuple(dataset.image_path(i) for i in range(len(dataset)))
-    sample = sample_images(
-        files, f"dataset {dataset.name} ({dataset.image_dir})", count=count, seed=seed
-    )
+    if calibration_dir is not None:
+        files = tuple(folder_images(calibration_dir))
+        source = f"folder {calibration_dir}"
+    else:
+        files = tuple(dataset.image_path(i) for i in range(len(dataset)))
+        source = f"dataset {dataset.name} ({dataset.image_dir})"
+    sample = sample_images(files, source, count=count, seed=seed)
     out_path = Path(out_path)
     record = out_path.with_suffix(".quantize.json")
     # A resumed run reuses the int8 model when nothing that shapes it has changed
