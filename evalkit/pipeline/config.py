@@ -100,6 +100,10 @@ class ReferenceConfig:
 
     model: str = field(default="ssd_mobilenetv2_pt", metadata={"help": "reference model"})
     dataset: str = field(default="coco", metadata={"help": "coco, coco_person or voc"})
+    context_only: bool = field(
+        default=False,
+        metadata={"help": "the reference is another dataset's: show it, compute no delta"},
+    )
 
 
 @dataclass(frozen=True)

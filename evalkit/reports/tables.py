@@ -135,6 +135,9 @@ def accuracy(record: RunRecord, reference: DatasetReference | None) -> Table:
         ("GT", INT), ("detections", INT), ("TP", INT), ("FP", INT),
     ]  # fmt: skip
     rows = []
+    # A reference measured on another dataset (the demo's shapes vs COCO) is shown for
+    # context; subtracting it from this run's AP would mean nothing.
+    context_only = bool((record.data.get("reference") or {}).get("context_only"))
     for name, variant in record.variants.items():
         for protocol, scores in variant["protocols"].items():
             ap = 100 * record.ap50(name, protocol)
@@ -142,10 +145,16 @@ def accuracy(record: RunRecord, reference: DatasetReference | None) -> Table:
             if reference is not None and protocol == reference.protocol:
                 card = published_ap(reference, precision_of(record, name))
             counts = [scores.get(k) for k in ("num_gt", "num_detections", "tp", "fp")]
-            rows.append([name, protocol, ap, card, None if card is None else ap - card, *counts])
+            compared = card is not None and not context_only
+            rows.append([name, protocol, ap, card, ap - card if compared else None, *counts])
     notes = []
     if reference is None:
         notes.append("No reference in this run: every published figure is n/a.")
+    elif context_only:
+        notes.append(
+            f"The published figures ({reference.model} on {reference.dataset.name}) were "
+            "measured on another dataset: shown for context only, not compared (no delta)."
+        )
     else:
         notes.append(
             f"The card ({reference.model}, {reference.dataset.name}) publishes AP50 under the "
