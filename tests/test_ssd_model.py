@@ -273,3 +273,25 @@ def test_width_mult_channel_rules(rule: ChannelRule, expansion: int) -> None:
     with torch.no_grad():
         logits, offsets = model(torch.randn(1, 3, 300, 300))
     assert logits.shape == (1, 3000, 3) and offsets.shape == (1, 3000, 4)
+
+
+def test_torch_and_onnxruntime_runners_agree_on_real_images(
+    demo5: SSDMobileNetV2, demo5_onnx: dict[str, Path], shared_dir: Path
+) -> None:
+    """The eager network through the torch runner and its zoo-form export through the
+    onnxruntime runner, on real coco128 photos with the zoo's pre-processing."""
+    from evalkit.datasets.images import decode_rgb
+    from evalkit.postprocess.decoders import ST_SSD_OUTPUT_NAMES
+    from evalkit.runners.onnx import OnnxRunner
+    from evalkit.runners.torch import TorchRunner
+
+    images = sorted((shared_dir / "data" / "coco128" / "images").glob("*.jpg"))[:4]
+    rgb = [decode_rgb(p) for p in images]
+    ort_runner = OnnxRunner(demo5_onnx["zoo"], batch_size=2)
+    torch_runner = TorchRunner(demo5, output_names=ST_SSD_OUTPUT_NAMES, batch_size=2)
+    assert ort_runner.preprocessing.name == torch_runner.preprocessing.name == "st-ssd"
+    got = ort_runner.run_images(rgb).tensors
+    want = torch_runner.run_images(rgb).tensors
+    assert ort_runner.info.precision == torch_runner.info.precision == "float"
+    for ort_name, torch_name in zip(ort_runner.output_specs(), ST_SSD_OUTPUT_NAMES, strict=True):
+        np.testing.assert_allclose(got[ort_name], want[torch_name], rtol=0, atol=TOL)
