@@ -261,11 +261,14 @@ def test_size_latency_n6_tables(rendered: tuple[dict[str, Any], Path, Any]) -> N
     assert n6["internal RAM (KiB)"]["published (model card)"] == "2323.25"
     assert n6["internal RAM (KiB)"][board] == f"{2_412_544 / 1024:.2f}"
     assert n6["internal RAM (KiB)"][estimate] == "n/a"  # an estimate is never a board figure
-    assert n6["activations (KiB)"][estimate] == f"{1_440_000 / 1024:.2f}"
-    assert n6["activations (KiB)"]["published (model card)"] == "n/a"
+    assert n6["peak live int8 activations (KiB)"][estimate] == f"{1_440_000 / 1024:.2f}"
+    assert n6["largest int8 activation (KiB)"][estimate] == f"{720_000 / 1024:.2f}"
+    assert n6["peak live / card internal RAM"][estimate] == f"{1_440_000 / 1024 / 2323.25:.2f}"
+    assert n6["largest / card external RAM"][estimate] == f"{720_000 / 1024 / 2109.38:.2f}"
+    assert n6["peak live int8 activations (KiB)"]["published (model card)"] == "n/a"
     assert n6["latency, STEdgeAI 3.0.0 (ms)"]["published (model card)"] == "158.49"
     assert n6["latency, STEdgeAI 10.2.0 (ms)"][board] == "150.25"
-    assert list(n6)[4:] == [  # memory first, then latency and rates by version
+    assert list(n6)[8:] == [  # memory first, then latency and rates by version
         "latency, STEdgeAI 3.0.0 (ms)", "latency, STEdgeAI 4.0.0 (ms)",
         "latency, STEdgeAI 10.2.0 (ms)", "inferences/s, STEdgeAI 3.0.0",
         "inferences/s, STEdgeAI 10.2.0",

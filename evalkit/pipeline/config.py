@@ -74,6 +74,10 @@ class VariantConfig:
     preprocessor: str | None = field(
         default=None, metadata={"help": "override the pre-processing chosen from the model"}
     )
+    stedgeai_report: str = field(
+        default="",
+        metadata={"help": "STEdgeAI network_c_info.json of this model: on-board figures"},
+    )
 
 
 @dataclass(frozen=True)

@@ -115,6 +115,11 @@ def _protocol_record(result: EvalResult) -> dict[str, Any]:
     return record
 
 
+def _compact_stats(stats: dict[str, Any]) -> dict[str, Any]:
+    """Model statistics without the per-layer list (hundreds of rows for a real model)."""
+    return {k: v for k, v in stats.items() if k != "layers"}
+
+
 def _variant_order(variants: Mapping[str, VariantConfig]) -> list[str]:
     """Variants that are quantized from another run after their source."""
     ordered = [n for n, v in variants.items() if v.quantize is None]
@@ -250,6 +255,17 @@ def run(config: RunConfig, *, log: Log = print) -> RunOutcome:
                 runs=config.latency.runs,
                 warmup=config.latency.warmup,
             ).to_dict()
+        from evalkit.bench.memory import activation_memory
+        from evalkit.bench.model_stats import model_stats
+
+        memory = activation_memory(model).to_dict()
+        memory.pop("live_bytes", None)  # per-node curve: large, and not needed in the record
+        memory.pop("node_names", None)
+        onboard = None
+        if variant.stedgeai_report:
+            from evalkit.bench.stedgeai import import_report
+
+            onboard = import_report(variant.stedgeai_report).to_dict()
         variants[name] = {
             "model": {
                 "path": str(model),
@@ -270,6 +286,9 @@ def run(config: RunConfig, *, log: Log = print) -> RunOutcome:
             "detections": det_file,
             "timings": {**predictions.times.to_dict(), "metrics_s": metrics_s},
             "latency": latency,
+            "model_stats": _compact_stats(model_stats(model).to_dict()),
+            "memory": memory,
+            "onboard": onboard,
             "protocols": protocols,
         }
         summary = ", ".join(f"{p} {100 * r['AP50']:.2f}" for p, r in protocols.items())
