@@ -145,8 +145,8 @@ def accuracy(record: RunRecord, reference: DatasetReference | None) -> Table:
             if reference is not None and protocol == reference.protocol:
                 card = published_ap(reference, precision_of(record, name))
             counts = [scores.get(k) for k in ("num_gt", "num_detections", "tp", "fp")]
-            delta = ap - card if card is not None and not context_only else None
-            rows.append([name, protocol, ap, card, delta, *counts])
+            gap = ap - card if card is not None and not context_only else None
+            rows.append([name, protocol, ap, card, gap, *counts])
     notes = []
     if reference is None:
         notes.append("No reference in this run: every published figure is n/a.")
