@@ -12,8 +12,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from evalkit.bench.model_stats import Shape, dtype_bits, dtype_name, load_model, resolve_graph
+from evalkit.bench.model_stats import Shape, dtype_bits, dtype_name, resolve_graph
 from evalkit.errors import InputError
+from evalkit.onnx_file import load_graph
 
 __all__ = ["ActivationTensor", "MemoryEstimate", "activation_memory"]
 
@@ -110,7 +111,7 @@ def activation_memory(path: str | Path, *, bytes_per_element: int | None = None)
             record="bytes_per_element",
         )
     path = Path(path)
-    tensors = resolve_graph(load_model(path), path)
+    tensors = resolve_graph(load_graph(path), path)
     graph = tensors.graph
     nodes = list(graph.node)
     n = len(nodes)

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from evalkit.errors import InputError
+from evalkit.onnx_file import load_graph
 
 if TYPE_CHECKING:
     import onnx
@@ -189,7 +190,7 @@ class GraphTensors:
 def model_stats(path: str | Path) -> ModelStats:
     """Parameters, weight bytes, inputs/outputs, op histogram and MACs of an ONNX model."""
     path = Path(path)
-    model = load_model(path)
+    model = load_graph(path)
     graph = model.graph
     initializer_names = {init.name for init in graph.initializer}
     inputs = tuple(_spec(v) for v in graph.input if v.name not in initializer_names)
@@ -234,26 +235,6 @@ def model_stats(path: str | Path) -> ModelStats:
         unresolved_layers=tuple(layer.name for layer in layers if layer.macs is None),
         batch_assumed=tensors.batch_assumed,
     )
-
-
-def load_model(path: Path) -> onnx.ModelProto:
-    """The model proto without external weight data (dims are enough), or an InputError."""
-    if path.is_dir():
-        raise InputError("expected an ONNX model file, found a directory", path=path)
-    if not path.is_file():
-        raise InputError("ONNX model file not found", path=path)
-    import onnx
-
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf raises DecodeError and friends; all mean "not ONNX"
-        raise InputError(
-            f"not an ONNX model: the file does not parse as ONNX protobuf ({exc})", path=path
-        ) from exc
-    # Protobuf parses many byte strings (an empty file, for one) into an empty message.
-    if not model.graph.node or not model.graph.output:
-        raise InputError("not an ONNX model: no graph nodes or outputs in the file", path=path)
-    return model
 
 
 def resolve_graph(model: onnx.ModelProto, path: Path) -> GraphTensors:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from evalkit.metrics.matching import best_ground_truth, claim_in_order
 from evalkit.metrics.pairs import group_key, pairs_by_key, segment_cumsum
-from evalkit.types import BoolArray, FloatArray, IntArray
+from evalkit.types import BoolArray, Category, ClassResult, FloatArray, IntArray
 
 PairIou = Callable[[FloatArray, FloatArray], FloatArray]
 
@@ -64,3 +64,45 @@ def claim_curves(
         fp_cum=segment_cumsum(fp_sorted, seg_starts),
         bounds=bounds,
     )
+
+
+# (cumulative TP, cumulative FP, number of ground truths) -> (recall, precision, AP)
+CurveScore = Callable[[IntArray, IntArray, int], tuple[FloatArray, FloatArray, float]]
+
+
+def class_results(
+    curves: ClassCurves,
+    categories: Sequence[Category],
+    num_gt: IntArray,
+    score: CurveScore,
+) -> tuple[ClassResult, ...]:
+    """One ClassResult per category; a category without ground truth gets AP None (left
+    out of the mean by every best-then-claim protocol)."""
+    results = []
+    for k, cat in enumerate(categories):
+        tp_cum, fp_cum = curves.of(k)
+        if num_gt[k] == 0:
+            rec = prec = np.zeros(tp_cum.shape)
+            ap: float | None = None
+        else:
+            rec, prec, ap = score(tp_cum, fp_cum, int(num_gt[k]))
+        results.append(
+            ClassResult(
+                name=cat.name,
+                category_id=cat.id,
+                ap=ap,
+                num_gt=int(num_gt[k]),
+                num_detections=int(tp_cum.shape[0]),
+                tp=int(tp_cum[-1]) if tp_cum.size else 0,
+                fp=int(fp_cum[-1]) if fp_cum.size else 0,
+                recall=np.asarray(rec, np.float64),
+                precision=np.asarray(prec, np.float64),
+            )
+        )
+    return tuple(results)
+
+
+def mean_ap(per_class: Sequence[ClassResult]) -> float:
+    """Unweighted mean over the classes that count (0.0 when none does)."""
+    aps = [c.ap for c in per_class if c.ap is not None]
+    return float(np.mean(aps)) if aps else 0.0

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from evalkit.metrics.curves import claim_curves
+from evalkit.metrics.curves import claim_curves, class_results, mean_ap
 from evalkit.metrics.interpolation import ap_st_trapezoid
 from evalkit.metrics.iou import iou_st_xyxy, xywh_to_xyxy
 from evalkit.metrics.protocol import EvalOptions, Protocol, register
-from evalkit.types import ClassResult, Detections, EvalResult, FloatArray, GroundTruth
+from evalkit.types import Detections, EvalResult, FloatArray, GroundTruth, IntArray
 
 
 def _image_sizes(gt: GroundTruth) -> tuple[FloatArray, FloatArray]:
@@ -101,35 +101,18 @@ def evaluate_st(gt: GroundTruth, dets: Detections, options: EvalOptions) -> Eval
         threshold=options.iou,
         pair_iou=iou_st_xyxy,
     )
-    per_class = []
-    for k, cat in enumerate(gt.categories):
-        tp_cum, fp_cum = curves.of(k)
-        if n_gt[k] == 0:
-            rec = prec = np.zeros(0)
-            ap = None
-        else:
-            rec = tp_cum / n_gt[k]
-            prec = tp_cum / (tp_cum + fp_cum)
-            ap = ap_st_trapezoid(rec, prec)
-        per_class.append(
-            ClassResult(
-                name=cat.name,
-                category_id=cat.id,
-                ap=ap,
-                num_gt=int(n_gt[k]),
-                num_detections=int(tp_cum.shape[0]),
-                tp=int(tp_cum[-1]) if tp_cum.size else 0,
-                fp=int(fp_cum[-1]) if fp_cum.size else 0,
-                recall=np.asarray(rec, np.float64),
-                precision=np.asarray(prec, np.float64),
-            )
-        )
-    aps = [c.ap for c in per_class if c.ap is not None]
+
+    def score(tp_cum: IntArray, fp_cum: IntArray, n: int) -> tuple[FloatArray, FloatArray, float]:
+        rec = tp_cum / n
+        prec = tp_cum / (tp_cum + fp_cum)  # every detection is a TP or an FP: no zero
+        return rec, prec, ap_st_trapezoid(rec, prec)
+
+    per_class = class_results(curves, gt.categories, n_gt, score)
     return EvalResult(
         protocol="st",
         iou=options.iou,
-        ap=float(np.mean(aps)) if aps else 0.0,
-        per_class=tuple(per_class),
+        ap=mean_ap(per_class),
+        per_class=per_class,
         num_images=int(evaluated.sum()),
         num_gt=int(n_gt.sum()),
         num_detections=int(det_rows.shape[0]),

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evalkit.metrics.curves import claim_curves
+from evalkit.metrics.curves import claim_curves, class_results, mean_ap
 from evalkit.metrics.interpolation import ap_voc07, ap_voc12
 from evalkit.metrics.iou import iou_voc_xyxy, xywh_to_xyxy
 from evalkit.metrics.protocol import EvalOptions, Protocol, register
-from evalkit.types import ClassResult, Detections, EvalResult, FloatArray, GroundTruth
+from evalkit.types import Detections, EvalResult, FloatArray, GroundTruth, IntArray
 
 
 @dataclass(frozen=True)
@@ -49,38 +49,24 @@ def evaluate_voc(
         pair_iou=iou_voc_xyxy,
     )
     npos = np.bincount(gt.category_index[~gt.difficult], minlength=num_classes)
-    per_class = []
-    for k, cat in enumerate(gt.categories):
-        tp_cum, fp_cum = curves.of(k)
+
+    def score(
+        tp_cum: IntArray, fp_cum: IntArray, n_pos: int
+    ) -> tuple[FloatArray, FloatArray, float]:
         tp = tp_cum.astype(np.float64)
         fp = fp_cum.astype(np.float64)
-        if npos[k] == 0:  # the devkit would divide by zero; such a class is not averaged
-            rec = np.zeros(tp.shape)
-            prec = np.zeros(tp.shape)
-            ap = None
-        else:
-            rec = tp / float(npos[k])
-            prec = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
-            ap = rules.interpolate(rec, prec)
-        per_class.append(
-            ClassResult(
-                name=cat.name,
-                category_id=cat.id,
-                ap=ap,
-                num_gt=int(npos[k]),
-                num_detections=int(tp.shape[0]),
-                tp=int(tp_cum[-1]) if tp_cum.size else 0,
-                fp=int(fp_cum[-1]) if fp_cum.size else 0,
-                recall=rec,
-                precision=prec,
-            )
-        )
-    aps = [c.ap for c in per_class if c.ap is not None]
+        rec = tp / float(n_pos)
+        prec = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
+        return rec, prec, rules.interpolate(rec, prec)
+
+    # A class without non-difficult ground truth would divide by zero in the devkit; it is
+    # not averaged.
+    per_class = class_results(curves, gt.categories, npos, score)
     return EvalResult(
         protocol=rules.name,
         iou=options.iou,
-        ap=float(np.mean(aps)) if aps else 0.0,
-        per_class=tuple(per_class),
+        ap=mean_ap(per_class),
+        per_class=per_class,
         num_images=len(gt.images),
         num_gt=int(npos.sum()),
         num_detections=len(dets),

@@ -14,6 +14,7 @@ import numpy.typing as npt
 
 from evalkit.datasets.preprocess import Preprocessor
 from evalkit.errors import InputError
+from evalkit.onnx_file import load_graph
 from evalkit.runners.base import (
     InputSpec,
     Precision,
@@ -107,7 +108,7 @@ class OnnxRunner:
         _positive(threads, "threads", allow_none=True)
         path = Path(model_path)
         self._model = str(path)
-        proto = _load_proto(path)
+        proto = load_graph(path)
         precision, precision_reason = detect_precision(proto)
         self._session = _create_session(path, threads)
         inputs = self._session.get_inputs()
@@ -208,26 +209,6 @@ class OnnxRunner:
     def run_images(self, images: Sequence[npt.NDArray[np.uint8]]) -> RawOutputs:
         """Pre-process RGB uint8 images with the chosen pre-processor, then :meth:`run`."""
         return self.run(preprocess_images(images, self._choice.preprocessor, self._model))
-
-
-def _load_proto(path: Path) -> onnx.ModelProto:
-    """The graph without external weights (enough to read nodes), or an InputError."""
-    if path.is_dir():
-        raise InputError("expected an ONNX model file, found a directory", path=path)
-    if not path.is_file():
-        raise InputError("ONNX model file not found", path=path)
-    import onnx
-
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf raises DecodeError and friends; all mean "not ONNX"
-        raise InputError(
-            f"not an ONNX model: the file does not parse as ONNX protobuf ({exc})", path=path
-        ) from exc
-    # Protobuf parses many byte strings (an empty file, for one) into an empty message.
-    if not proto.graph.node or not proto.graph.output:
-        raise InputError("not an ONNX model: no graph nodes or outputs in the file", path=path)
-    return proto
 
 
 def _create_session(path: Path, threads: int | None) -> Any:
