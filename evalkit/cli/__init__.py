@@ -12,6 +12,7 @@ from evalkit.cli import bench as bench_cmd
 from evalkit.cli import check as check_cmd
 from evalkit.cli import compare as compare_cmd
 from evalkit.cli import datasets as datasets_cmd
+from evalkit.cli import demo as demo_cmd
 from evalkit.cli import evaluate as evaluate_cmd
 from evalkit.cli import export as export_cmd
 from evalkit.cli import quantize as quantize_cmd
@@ -24,6 +25,7 @@ from evalkit.registry import UnknownNameError
 
 # Each subcommand module exposes add_parser(subparsers) and sets func on its parser.
 COMMANDS = (
+    demo_cmd,
     run_cmd,
     evaluate_cmd,
     datasets_cmd,
