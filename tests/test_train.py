@@ -3,6 +3,7 @@ committed demo checkpoint with its record."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from evalkit.models.ssd_mobilenetv2 import (
     DEMO_EXTRAS,
     DEMO_LAST_CHANNEL,
     DEMO_WIDTH_MULT,
+    SSDMobileNetV2,
     count_parameters,
     load_checkpoint,
     ssd_mobilenetv2_demo,
@@ -33,15 +35,18 @@ from evalkit.models.train import (
     box_iou,
     build_targets,
     encode_boxes,
+    evaluate_runner,
     hard_negatives,
     load_train_data,
     multibox_loss,
     train,
 )
-from evalkit.postprocess.decoders import StSsdDecoder
+from evalkit.postprocess.decoders import ST_SSD_OUTPUT_NAMES, StSsdDecoder
+from evalkit.runners.torch import TorchRunner
 from evalkit.types import RawOutputs
 
 DEMO_DIR = Path(__file__).resolve().parents[1] / "evalkit" / "demo_model"
+CHECKPOINT = "ssd_mobilenetv2_demo.pt"
 
 
 def t(rows: Any) -> torch.Tensor:
@@ -250,44 +255,59 @@ def test_loss_decreases_on_a_tiny_batch(tiny: tuple[Dataset, TrainData]) -> None
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     losses = []
     for _ in range(8):
-        classification, regression = multibox_loss(
-            *model(batch.images), batch.labels, batch.offsets
-        )
+        logits, offsets = model(batch.images)
+        classification, regression = multibox_loss(logits, offsets, batch.labels, batch.offsets)
         loss = classification + regression
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
-    assert losses[-1] < 0.7 * losses[0], losses
+    # Eight steps on one fixed batch: each step lowers the loss, in all by more than half.
+    assert all(b < a for a, b in itertools.pairwise(losses)), losses
+    assert losses[-1] < 0.5 * losses[0], losses
 
 
 def test_train_runs_and_logs(tiny: tuple[Dataset, TrainData], tmp_path: Path) -> None:
     _, data = tiny
     model = ssd_mobilenetv2_demo(len(DEFAULT_CLASSES) + 1)
-    settings = TrainSettings(epochs=2, batch_size=2, warmup_steps=1, eval_every=1, threads=1)
-    seen: list[int] = []
+    # train() sets torch's process-wide thread count: keep the current one for other tests.
+    threads = torch.get_num_threads()
+    settings = TrainSettings(epochs=2, batch_size=2, warmup_steps=1, eval_every=1, threads=threads)
+    calls: list[SSDMobileNetV2] = []
+
+    def validate(m: SSDMobileNetV2) -> float:
+        calls.append(m)
+        return float(len(calls))
+
     result = train(
         model,
         data,
         settings,
-        validate=lambda m: float(seen.append(1) or len(seen)),
+        validate=validate,
         checkpoint=tmp_path / "last.pt",
         log=lambda _: None,
     )
-    # 4 images in batches of 2: 2 steps per epoch; validation after both epochs.
+    # 4 images in batches of 2: 2 steps per epoch; a validation after each epoch.
     assert result.steps == 4 and [h.val_ap50 for h in result.history] == [1.0, 2.0]
+    assert calls == [model, model] and result.stopped == "all epochs done"
     assert not model.training and (tmp_path / "last.pt").is_file()
 
 
 def test_train_stops_at_target(tiny: tuple[Dataset, TrainData]) -> None:
     _, data = tiny
     settings = TrainSettings(
-        epochs=5, batch_size=4, warmup_steps=1, eval_every=1, target_ap50=0.5, threads=1
+        epochs=5,
+        batch_size=4,
+        warmup_steps=1,
+        eval_every=1,
+        target_ap50=0.5,
+        threads=torch.get_num_threads(),
     )
     result = train(
-        ssd_mobilenetv2_demo(5), data, settings, validate=lambda m: 0.9, log=lambda _: None
+        ssd_mobilenetv2_demo(5), data, settings, validate=lambda _: 0.9, log=lambda _: None
     )
-    assert len(result.history) == 1 and "target" in result.stopped
+    # The first validation (after epoch 1) already passes 0.5.
+    assert len(result.history) == 1 and "reached the target" in result.stopped
 
 
 # ----------------------------------------------------------------------------- committed model
@@ -299,7 +319,7 @@ def record() -> dict[str, Any]:
 
 
 def test_demo_checkpoint_loads_into_the_demo_architecture(record: dict[str, Any]) -> None:
-    path = DEMO_DIR / "ssd_mobilenetv2_demo.pt"
+    path = DEMO_DIR / CHECKPOINT
     assert path.stat().st_size <= 5_000_000
     assert path.stat().st_size == record["checkpoint"]["bytes"]
     assert file_sha256(path) == record["checkpoint"]["sha256"]
@@ -332,3 +352,27 @@ def test_demo_record_is_consistent(record: dict[str, Any]) -> None:
         assert evaluation["float_minus_int8_ap50"][protocol] == pytest.approx(drop, abs=1e-6)
     assert evaluation["float_minus_int8_ap50"]["coco"] <= 0.015
     assert record["command"].startswith("python scripts/train_demo.py")
+
+
+def test_demo_checkpoint_detects_on_its_validation_split(
+    record: dict[str, Any], tmp_path: Path
+) -> None:
+    params: dict[str, Any] = {
+        k: tuple(v) if isinstance(v, list) else v
+        for k, v in record["dataset"]["parameters"].items()
+    }
+    # The validation split depends on the seed, num_val and the shape settings, not on
+    # num_train: it is regenerated here without the 1500 training images (under a second).
+    synthetic = generate(tmp_path, **{**params, "num_train": 0})
+    val_file = synthetic.coco_annotation_file("val")
+    assert file_sha256(val_file) == record["dataset"]["annotations_sha256"]["val"]
+    val = open_coco(val_file, synthetic.coco_image_dir("val"))
+    names = tuple(record["model"]["class_names"])
+    model = load_checkpoint(ssd_mobilenetv2_demo(len(names) + 1), DEMO_DIR / CHECKPOINT)
+    runner = TorchRunner(model, output_names=ST_SSD_OUTPUT_NAMES, batch_size=16)
+    ap50 = evaluate_runner(val, runner, names, ("coco",))["coco"].ap
+    assert ap50 >= 0.8
+    # The record scored the ONNX export on onnxruntime; eager torch agreed with it to 1e-6
+    # where the model was made. Other CPUs' kernels may round a few scores differently and
+    # swap near-equal ones in the ranking, hence a margin rather than equality.
+    assert ap50 == pytest.approx(record["evaluation"]["float"]["coco"]["ap50"], abs=0.005)
