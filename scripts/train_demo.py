@@ -40,16 +40,15 @@ from evalkit.models.ssd_mobilenetv2 import (
     ssd_mobilenetv2_demo,
 )
 from evalkit.models.train import (
-    ALL_PROTOCOLS,
     MIN_NEGATIVES,
     MONITOR_SCORE_THRESHOLD,
     NEG_POS_RATIO,
     TrainSettings,
-    evaluate_runner,
     load_train_data,
     save_state,
     train,
 )
+from evalkit.pipeline.score import ALL_PROTOCOLS, evaluate_runner
 from evalkit.postprocess.decoders import ST_SSD_OUTPUT_NAMES
 from evalkit.provenance import environment
 from evalkit.runners.torch import TorchRunner

@@ -35,12 +35,12 @@ from evalkit.models.train import (
     box_iou,
     build_targets,
     encode_boxes,
-    evaluate_runner,
     hard_negatives,
     load_train_data,
     multibox_loss,
     train,
 )
+from evalkit.pipeline.score import evaluate_runner
 from evalkit.postprocess.decoders import ST_SSD_OUTPUT_NAMES, StSsdDecoder
 from evalkit.runners.torch import TorchRunner
 from evalkit.types import RawOutputs

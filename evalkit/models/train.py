@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -35,15 +35,13 @@ from evalkit.models.ssd_mobilenetv2 import (
 )
 
 if TYPE_CHECKING:
-    from evalkit.runners.base import Runner
-    from evalkit.types import EvalResult
+    pass
 
 IOU_THRESHOLD = 0.5
 NEG_POS_RATIO = 3
 # Images with no object would otherwise get no negatives at all (3 x 0) and teach nothing
 # about false positives; a few hardest background priors each keep them useful.
 MIN_NEGATIVES = 8
-ALL_PROTOCOLS = ("coco", "st", "voc07", "voc12")
 # For monitoring during training: an untrained model puts nearly every prior above the zoo's
 # 0.001, which makes NMS minutes slow; at 0.05 AP50 of a trained model hardly changes.
 MONITOR_SCORE_THRESHOLD = 0.05
@@ -397,30 +395,3 @@ def save_state(model: SSDMobileNetV2, path: Path, dtype: torch.dtype = torch.flo
 
 
 # --- evaluation ---------------------------------------------------------------------------
-
-
-def evaluate_runner(
-    dataset: Dataset,
-    runner: Runner,
-    class_names: Sequence[str],
-    protocols: Sequence[str] = ALL_PROTOCOLS,
-    batch_size: int = 16,
-    score_threshold: float = 0.001,
-) -> dict[str, EvalResult]:
-    """AP of one runner on ``dataset`` through evalkit's own path (st-ssd decode, zoo NMS)."""
-    # Imported here: training sits beside the model, but scoring it needs the later stages.
-    from evalkit.datasets.classes import map_classes
-    from evalkit.metrics import evaluate
-    from evalkit.pipeline.predict import predict
-    from evalkit.postprocess.assemble import to_detections
-    from evalkit.postprocess.decoders import StSsdDecoder
-    from evalkit.postprocess.nms import NmsSettings
-
-    decoder = StSsdDecoder(class_names=tuple(class_names))
-    nms = NmsSettings(
-        iou_threshold=0.5, score_threshold=score_threshold, max_per_class=100, max_total=100
-    )
-    predictions = predict(dataset, runner, decoder, nms, batch_size=batch_size, progress=False)
-    mapping = map_classes(class_names, dataset.classes)
-    dets = to_detections(predictions.per_image, predictions.image_indices, dataset.images, mapping)
-    return {p: evaluate(dataset.ground_truth, dets, protocol=p) for p in protocols}
