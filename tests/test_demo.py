@@ -65,3 +65,11 @@ def test_demo_matches_its_baseline(demo_run: tuple[Path, RunRecord], tmp_path: P
         ]
     )
     assert code == 0
+
+
+def test_missing_demo_model_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("evalkit.demo.RECORD", tmp_path / "missing.json")
+    assert main(["demo", "--out", str(tmp_path / "out")]) == 2
+    assert "the demo model is not installed" in capsys.readouterr().err
