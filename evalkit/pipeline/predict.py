@@ -103,7 +103,8 @@ def predict(
     """Predictions for ``indices`` (all images by default), resuming from ``cache``."""
     wanted = list(range(len(dataset))) if indices is None else list(indices)
     done = cache.load() if cache is not None else {}
-    done = {i: d for i, d in done.items() if i in set(wanted)}
+    wanted_set = set(wanted)
+    done = {i: d for i, d in done.items() if i in wanted_set}
     todo = [i for i in wanted if i not in done]
     batches = [todo[k : k + batch_size] for k in range(0, len(todo), batch_size)]
     decode_s = preprocess_s = inference_s = postprocess_s = 0.0
