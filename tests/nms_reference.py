@@ -7,9 +7,10 @@ lists and float32 scalars, so that it shares no code and no vectorisation trick 
 ``evalkit.postprocess.nms``. It exists only for the parity tests and the speed benchmark;
 obviousness is the point.
 
-Where TF leaves the order of equal scores to its heap and its unstable sort, this follows
-the order evalkit documents: within a class the lower box index first, across classes the
-lower class index first, then the per-class selection order.
+Equal scores come out as TF's containers order them: the candidates of a class go into a
+``std::priority_queue`` keyed on score alone, in box order, and the per-class result table
+(unfilled slots included) is put through ``std::sort``; both are emulated step by step in
+``tests/stl_order.py``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from .stl_order import PriorityQueue, std_sort
 
 
 @dataclass(frozen=True)
@@ -69,31 +72,33 @@ def reference_nms(
     out: list[list[RefDetection]] = []
     for image in range(n_images):
         image_boxes = [tuple(np.float32(v) for v in boxes[image, b]) for b in range(n_boxes)]
-        kept_all: list[tuple[Any, int, int]] = []  # (score, box, class), class by class
+        # The per-class result table: per_class_limit slots per class, unfilled ones
+        # (score -1, box -1) sorted along with the rest.
+        table: list[tuple[Any, int, int]] = [
+            (np.float32(-1.0), -1, -1) for _ in range(per_class_limit * n_classes)
+        ]
         for c in range(n_classes):
-            candidates = []
+            queue = PriorityQueue(lambda a, b: a[0] < b[0])
             for b in range(n_boxes):
                 s = scores[image, b, c]
                 if s > score_thr:  # strictly above the threshold
-                    candidates.append((s, b))
-            # Descending score; Python's sort is stable, so equal scores keep box order.
-            candidates.sort(key=lambda pair: -pair[0])
+                    queue.push((s, b))
             selected: list[int] = []
-            for s, b in candidates:
-                if len(selected) >= per_class_limit:
-                    break
+            while len(selected) < per_class_limit and len(queue):
+                s, b = queue.top()
+                queue.pop()
                 suppressed = False
                 for k in reversed(selected):
                     if tf_iou(image_boxes[b], image_boxes[k]) > iou_thr:
                         suppressed = True
                         break
                 if not suppressed:
+                    table[c * per_class_limit + len(selected)] = (s, b, c)
                     selected.append(b)
-                    kept_all.append((s, b, c))
-        # Across classes by descending score; stable, so ties keep class order, then rank.
-        kept_all.sort(key=lambda triple: -triple[0])
+        std_sort(table, lambda a, b: a[0] > b[0])
+        filled = sum(1 for row in table if row[1] > -1)
         image_out = []
-        for s, b, c in kept_all[:max_total]:
+        for s, b, c in table[: min(filled, max_total)]:
             corners = tuple(float(v) for v in image_boxes[b])
             if clip_boxes:
                 corners = tuple(max(min(v, 1.0), 0.0) for v in corners)
