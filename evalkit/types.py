@@ -136,12 +136,17 @@ class Detections:
     ``image_index`` and ``category_index`` index that ground truth's ``images`` and
     ``categories``. Row order is meaningful: it is the producer's order (file order for a
     results file, NMS output order for a model), and every protocol's tie-breaking uses it.
+
+    ``boxes_xyxy_norm`` (float32, optional) are the NMS output's own normalised corners when
+    the detections come from a model: the ``st`` protocol scales those, as the zoo does,
+    instead of going back from pixels (which can round differently).
     """
 
     image_index: IntArray
     category_index: IntArray
     boxes_xywh_px: FloatArray
     scores: FloatArray
+    boxes_xyxy_norm: Any = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -150,6 +155,13 @@ class Detections:
         set_(self, "boxes_xywh_px", _frozen(self.boxes_xywh_px, np.float64, (4,)))
         set_(self, "scores", _frozen(self.scores, np.float64))
         n = self.image_index.shape[0]
+        if self.boxes_xyxy_norm is not None:
+            set_(self, "boxes_xyxy_norm", _frozen(self.boxes_xyxy_norm, np.float32, (4,)))
+            if self.boxes_xyxy_norm.shape != (n, 4):
+                raise ValueError(
+                    f"Detections.boxes_xyxy_norm must have shape ({n}, 4), "
+                    f"got {self.boxes_xyxy_norm.shape}"
+                )
         if self.category_index.shape != (n,) or self.scores.shape != (n,):
             raise ValueError(
                 f"Detections columns disagree: {n} image indices, "

@@ -7,9 +7,15 @@ speed is irrelevant, obviousness is the point.
 
 Conventions the written rules leave open follow the Python VOC devkit (``voc_eval.py``) and
 the model zoo, as evalkit documents them: corners are ``x2 = x + w``; voc07 samples recall
-at ``np.arange(0., 1.1, 0.1)`` and adds ``p / 11`` one term at a time; ``st`` scales ground
-truth as ``x * S / W`` in float64 then rounds to float32, and detections as
-``(x / W) * S`` rounded half-to-even.
+at ``np.arange(0., 1.1, 0.1)`` and adds ``p / 11`` one term at a time.
+
+``st`` follows the zoo's own arithmetic (reference-pipeline.md 6b), since bit-exactness is
+the test: ground-truth corners cast to float32 and multiplied in float32 by
+``float32(S / W)``; a model's detections as ``round(float32(corner) * float32(S))``
+(results-file detections ``round((x / W) * S)`` in float64); TP/FP counts, recall and
+precision in float32; then the zoo's own numpy calls for the last steps (``np.interp`` on
+the 101 points, ``np.trapezoid``, ``np.mean`` over classes in id order), whose summation
+order a loop would not reproduce.
 """
 
 from __future__ import annotations
@@ -74,13 +80,15 @@ def iou_st(a: Box, b: Box) -> float:
     """Model zoo IoU: +1 convention; disjoint only when one box starts beyond the other's end."""
     if a[0] > b[2] or a[2] < b[0] or a[1] > b[3] or a[3] < b[1]:
         return 0.0
-    inter = (min(a[2], b[2]) - max(a[0], b[0]) + 1.0) * (min(a[3], b[3]) - max(a[1], b[1]) + 1.0)
+    inter_x = min(a[2], b[2]) - max(a[0], b[0]) + 1.0
+    inter_y = min(a[3], b[3]) - max(a[1], b[1]) + 1.0
+    inter = max(inter_x, 0.0) * max(inter_y, 0.0)
     union = (
         (a[2] - a[0] + 1.0) * (a[3] - a[1] + 1.0)
         + (b[2] - b[0] + 1.0) * (b[3] - b[1] + 1.0)
         - inter
     )
-    return inter / union
+    return inter / union if union > 0.0 else 0.0
 
 
 def best_match(
@@ -140,13 +148,12 @@ def st_ap(rec: list[float], prec: list[float]) -> float:
     0 at recall 1) and no precision envelope."""
     if not rec:
         rec, prec = [0.0], [0.0]
-    mrec = [0.0, *rec, 1.0]
-    mpre = [1.0, *prec, 0.0]
-    ys = [interp(x, mrec, mpre) for x in ST_RECALL_POINTS]
-    ap = 0.0
-    for i in range(len(ST_RECALL_POINTS) - 1):
-        ap += (ST_RECALL_POINTS[i + 1] - ST_RECALL_POINTS[i]) * (ys[i] + ys[i + 1]) / 2.0
-    return ap
+    mrec = np.array([0.0, *rec, 1.0])
+    mpre = np.array([1.0, *prec, 0.0])
+    x = np.linspace(0, 1, 101)
+    # The zoo calls np.trapz; numpy 2 names it np.trapezoid (the same formula).
+    trapezoid = getattr(np, "trapezoid", None) or np.trapz
+    return float(trapezoid(np.interp(x, mrec, mpre), x))
 
 
 def _mean(values: list[float]) -> float:
@@ -223,13 +230,15 @@ def st_ground_truth(gt: GroundTruth, input_size: int) -> tuple[dict[int, Box], s
             continue
         image = gt.images[int(gt.image_index[j])]
         x1, y1, x2, y2 = corners(x, y, w, h)
+        sx = np.float32(input_size / image.width)
+        sy = np.float32(input_size / image.height)
         scaled = [
-            np.float32(x1 * input_size / image.width),
-            np.float32(y1 * input_size / image.height),
-            np.float32(x2 * input_size / image.width),
-            np.float32(y2 * input_size / image.height),
+            np.float32(x1) * sx,
+            np.float32(y1) * sy,
+            np.float32(x2) * sx,
+            np.float32(y2) * sy,
         ]
-        if scaled[0] + scaled[1] + scaled[2] + scaled[3] == 0:  # float32 sum, as kept
+        if not scaled[0] + scaled[1] + scaled[2] + scaled[3] > 0:  # float32 sum, as kept
             continue
         kept[j] = (float(scaled[0]), float(scaled[1]), float(scaled[2]), float(scaled[3]))
     return kept, evaluated
@@ -238,6 +247,10 @@ def st_ground_truth(gt: GroundTruth, input_size: int) -> tuple[dict[int, Box], s
 def st_detection_box(gt: GroundTruth, dets: Detections, i: int, input_size: int) -> Box:
     """Detection ``i`` in input pixels: normalised corners times the size, rounded
     half-to-even (Python's ``round`` on a float, like ``numpy.round``)."""
+    if dets.boxes_xyxy_norm is not None:
+        s = np.float32(input_size)
+        x1, y1, x2, y2 = (float(round(float(np.float32(v) * s))) for v in dets.boxes_xyxy_norm[i])
+        return (x1, y1, x2, y2)
     image = gt.images[int(dets.image_index[i])]
     x1, y1, x2, y2 = corners(*map(float, dets.boxes_xywh_px[i]))
     return (
@@ -268,7 +281,7 @@ def st_reference(
         for i in range(len(dets)):
             if int(dets.category_index[i]) != k or int(dets.image_index[i]) not in evaluated:
                 continue
-            if sum(st_detection_box(gt, dets, i, input_size)) == 0:
+            if not sum(st_detection_box(gt, dets, i, input_size)) > 0:
                 continue
             rows.append(i)
         # Pool in image order then row (NMS / file) order, then one stable score sort.
@@ -278,6 +291,7 @@ def st_reference(
         tp = fp = 0
         rec: list[float] = []
         prec: list[float] = []
+        f32 = np.float32
         for i in rows:
             box = st_detection_box(gt, dets, i, input_size)
             j = best_match(box, by_image.get(int(dets.image_index[i]), []), kept, iou_st)
@@ -287,7 +301,10 @@ def st_reference(
                 tp += 1
             else:
                 fp += 1
-            rec.append(tp / n_gt)
-            prec.append(tp / (tp + fp))
+            # float32 counts (exact below 2**24) and float32 quotients, as the zoo's arrays.
+            rec.append(float(f32(tp) / f32(n_gt)))
+            prec.append(float(f32(tp) / (f32(fp) + f32(tp))))
         per_class.append(RefClass(ap=st_ap(rec, prec), num_gt=n_gt, tp=tp, fp=fp))
-    return RefResult(ap=_mean([c.ap for c in per_class if c.ap is not None]), per_class=per_class)
+    order = sorted(range(len(gt.categories)), key=lambda k: gt.categories[k].id)
+    aps = [per_class[k].ap for k in order if per_class[k].ap is not None]
+    return RefResult(ap=float(np.mean(aps)) if aps else 0.0, per_class=per_class)

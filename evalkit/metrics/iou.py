@@ -63,12 +63,14 @@ def iou_st_xyxy(det_xyxy: FloatArray, gt_xyxy: FloatArray) -> FloatArray:
     )
     iw = np.minimum(det_xyxy[:, 2], gt_xyxy[:, 2]) - np.maximum(det_xyxy[:, 0], gt_xyxy[:, 0]) + 1.0
     ih = np.minimum(det_xyxy[:, 3], gt_xyxy[:, 3]) - np.maximum(det_xyxy[:, 1], gt_xyxy[:, 1]) + 1.0
-    inter = np.where(disjoint, 0.0, iw * ih)
+    # The zoo clamps each side at zero (max(inter_x, 0.) * max(inter_y, 0.)).
+    inter = np.maximum(iw, 0.0) * np.maximum(ih, 0.0)
     det_area = (det_xyxy[:, 2] - det_xyxy[:, 0] + 1.0) * (det_xyxy[:, 3] - det_xyxy[:, 1] + 1.0)
     gt_area = (gt_xyxy[:, 2] - gt_xyxy[:, 0] + 1.0) * (gt_xyxy[:, 3] - gt_xyxy[:, 1] + 1.0)
     union = det_area + gt_area - inter
     out = np.zeros(inter.shape, np.float64)
-    np.divide(inter, union, out=out, where=~disjoint)
+    # ... and returns 0 unless the union is positive.
+    np.divide(inter, union, out=out, where=~disjoint & (union > 0))
     return out
 
 

@@ -25,7 +25,10 @@ def to_detections(
         return Detections.empty()
     counts = np.array([len(d) for d in per_image], np.int64)
     image_index = np.repeat(np.asarray(image_indices, np.int64), counts)
-    boxes = np.concatenate([np.asarray(d.boxes_xyxy_norm, np.float64) for d in per_image])
+    norm = np.concatenate(
+        [np.asarray(d.boxes_xyxy_norm, np.float32).reshape(-1, 4) for d in per_image]
+    )
+    boxes = norm.astype(np.float64)
     scores = np.concatenate([np.asarray(d.scores, np.float64) for d in per_image])
     model_class = np.concatenate([np.asarray(d.class_index, np.int64) for d in per_image])
     lookup = np.full(max(int(model_class.max(initial=-1)) + 1, 1), -1, np.int64)
@@ -44,4 +47,5 @@ def to_detections(
         category_index=category[keep],
         boxes_xywh_px=xywh[keep],
         scores=scores[keep],
+        boxes_xyxy_norm=norm[keep],
     )
