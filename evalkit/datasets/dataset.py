@@ -10,10 +10,10 @@ which were skipped and why (``Dataset.skipped``). Nothing is skipped silently.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -58,6 +58,8 @@ class Dataset:
     ground_truth: GroundTruth
     image_dir: Path
     skipped: tuple[SkippedImage, ...] = ()
+    # Objects left out because their class is listed as ignored: class -> count.
+    ignored_objects: tuple[tuple[str, int], ...] = ()
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -158,21 +160,34 @@ def _check_images(dataset: Dataset, check: ImageCheck, skip_bad: bool, source: P
         problem = _image_problem(path, image, check)
         if problem is None:
             continue
-        if not skip_bad:
-            raise InputError(
-                f"{problem} (pass skip_bad to leave such images out, recorded)",
-                path=path,
-                record=f"image id {image.image_id!r} in {source}",
-            )
         keep[index] = False
         skipped.append(SkippedImage(image.image_id, str(path), problem))
     if not skipped:
         return dataset
-    return Dataset(
-        name=dataset.name,
+    if not skip_bad:
+        raise bad_images_error(skipped, source)
+    return without_images(dataset, keep, tuple(skipped))
+
+
+def bad_images_error(bad: Sequence[SkippedImage], source: Path | str) -> InputError:
+    """One error naming every bad image found (the first ten in full)."""
+    first = bad[0]
+    listed = "; ".join(f"{b.path}: {b.reason}" for b in bad[:10])
+    more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+    return InputError(
+        f"{len(bad)} bad image(s): {listed}{more} (set dataset.skip_bad to leave such images "
+        "out, recorded)",
+        path=first.path,
+        record=f"image id {first.image_id!r} in {source}",
+    )
+
+
+def without_images(dataset: Dataset, keep: Any, skipped: tuple[SkippedImage, ...]) -> Dataset:
+    """``dataset`` without the images where ``keep`` is False, recorded as ``skipped``."""
+    return replace(
+        dataset,
         ground_truth=select(dataset.ground_truth, images=keep),
-        image_dir=dataset.image_dir,
-        skipped=dataset.skipped + tuple(skipped),
+        skipped=dataset.skipped + skipped,
     )
 
 
@@ -201,15 +216,22 @@ def open_voc(
     split: str,
     *,
     classes: Sequence[str] = VOC_CLASSES,
+    ignore_classes: Sequence[str] = (),
     check: ImageCheck = "exists",
     skip_bad: bool = False,
 ) -> Dataset:
     """A Pascal VOC year directory (``VOCdevkit/VOC2007``) and one of its splits."""
     year_dir = Path(year_dir)
-    gt = load_voc_ground_truth(year_dir, split, classes)
+    ignored: dict[str, int] = {}
+    gt = load_voc_ground_truth(
+        year_dir, split, classes, ignore_classes=ignore_classes, ignored=ignored
+    )
     _check_boxes(gt, year_dir / "Annotations")
     dataset = Dataset(
-        name=f"{year_dir.name} {split}", ground_truth=gt, image_dir=year_dir / "JPEGImages"
+        name=f"{year_dir.name} {split}",
+        ground_truth=gt,
+        image_dir=year_dir / "JPEGImages",
+        ignored_objects=tuple(sorted(ignored.items())),
     )
     return _check_images(dataset, check, skip_bad, year_dir / "ImageSets" / "Main" / split)
 

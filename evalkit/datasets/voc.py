@@ -62,17 +62,44 @@ def read_split(year_dir: str | Path, split: str) -> list[str]:
     return [line.split()[0] for line in split_file.read_text().splitlines() if line.strip()]
 
 
+def _flag(obj: ET.Element, tag: str, path: Path, record: str) -> bool:
+    """A VOC 0/1 flag read as the zoo reads ``difficult``: ``int(text) != 0``; absent is 0."""
+    text = obj.findtext(tag)
+    if text is None or not text.strip():
+        return False
+    try:
+        return int(text.strip()) != 0
+    except ValueError:
+        raise InputError(
+            f"<{tag}> must be an integer, got {text.strip()!r}", path=path, record=record
+        ) from None
+
+
+def voc_class_name(name: str) -> str:
+    """A class name as the zoo compares VOC names: stripped and lower-cased."""
+    return name.strip().lower()
+
+
 def load_voc_ground_truth(
-    year_dir: str | Path, split: str, classes: Sequence[str] = VOC_CLASSES
+    year_dir: str | Path,
+    split: str,
+    classes: Sequence[str] = VOC_CLASSES,
+    *,
+    ignore_classes: Sequence[str] = (),
+    ignored: dict[str, int] | None = None,
 ) -> GroundTruth:
     """Parse the XML annotations of one split.
 
     Boxes are stored zero-based (``x = xmin - 1``, ``w = xmax - xmin``; see GroundTruth).
     Category ids are the 1-based indices of ``classes`` (the 20 VOC classes in their
     standard order by default; a VOC-layout set of other classes passes its own list).
+    Names are compared stripped and lower-cased (the zoo's rule). An object of a class
+    outside ``classes`` is an error naming the file, the object and the class, unless the
+    class is in ``ignore_classes``: then it is left out and counted in ``ignored``.
     """
     year_dir = Path(year_dir)
-    class_pos = {name: i for i, name in enumerate(classes)}
+    class_pos = {voc_class_name(name): i for i, name in enumerate(classes)}
+    ignore = {voc_class_name(name) for name in ignore_classes}
     images: list[ImageRecord] = []
     image_index: list[int] = []
     category_index: list[int] = []
@@ -96,10 +123,15 @@ def load_voc_ground_truth(
         images.append(ImageRecord(image_id=name, file_name=file_name, width=width, height=height))
         for j, obj in enumerate(root.findall("object")):
             record = f"object {j}"
-            cls = _text(obj, "name", xml_path, record)
+            cls = voc_class_name(_text(obj, "name", xml_path, record))
             if cls not in class_pos:
+                if cls in ignore:
+                    if ignored is not None:
+                        ignored[cls] = ignored.get(cls, 0) + 1
+                    continue
                 raise InputError(
-                    f"unknown class {cls!r}; expected one of: {', '.join(classes)}",
+                    f"unknown class {cls!r} in image {name!r}; expected one of: "
+                    f"{', '.join(classes)} (or list it under dataset.ignore_classes)",
                     path=xml_path,
                     record=record,
                 )
@@ -119,8 +151,8 @@ def load_voc_ground_truth(
             image_index.append(len(images) - 1)
             category_index.append(class_pos[cls])
             boxes.append((xmin - 1.0, ymin - 1.0, xmax - xmin, ymax - ymin))
-            difficult.append(obj.findtext("difficult", default="0").strip() == "1")
-            truncated.append(obj.findtext("truncated", default="0").strip() == "1")
+            difficult.append(_flag(obj, "difficult", xml_path, record))
+            truncated.append(_flag(obj, "truncated", xml_path, record))
     box_array = np.asarray(boxes, np.float64).reshape(-1, 4)
     return GroundTruth(
         images=tuple(images),
