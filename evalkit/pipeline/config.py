@@ -37,6 +37,14 @@ class DatasetConfig:
         default=False,
         metadata={"help": "leave out missing/broken images (recorded) instead of failing"},
     )
+    classes: list[str] | None = field(
+        default=None,
+        metadata={"help": "voc: the set's own class list (default: the 20 VOC classes)"},
+    )
+    ignore_classes: list[str] = field(
+        default_factory=list,
+        metadata={"help": "voc: classes whose objects are left out (counted), not errors"},
+    )
 
 
 @dataclass(frozen=True)
@@ -124,11 +132,25 @@ class RunConfig:
         default_factory=lambda: ["coco", "st", "voc07", "voc12"],
         metadata={"help": "AP protocols (default all four)"},
     )
+    profile: Literal["auto", "zoo", "plain"] = field(
+        default="auto",
+        metadata={
+            "help": "zoo: the model zoo's evaluation chain (batches of 32 in its order); "
+            "auto: zoo when a reference is named, else plain"
+        },
+    )
     threads: int | None = field(default=None, metadata={"help": "onnxruntime intra-op threads"})
-    batch_size: int = field(default=1, metadata={"help": "images per inference call"})
+    batch_size: int | None = field(
+        default=None,
+        metadata={"help": "images per inference call (default: 32 under profile zoo, else 1)"},
+    )
     latency: LatencyConfig = field(default_factory=LatencyConfig)
     reference: ReferenceConfig | None = field(
         default=None, metadata={"help": "published figures to compare with"}
+    )
+    allow_unmatched_classes: bool = field(
+        default=False,
+        metadata={"help": "let dataset classes that no model class predicts score as missed"},
     )
     output: str = field(default="runs/run", metadata={"help": "output folder"})
     quiet: bool = field(default=False, metadata={"help": "no progress bars"})
@@ -190,13 +212,15 @@ def _convert(kind: Any, value: Any, where: str, source: str) -> Any:
             raise InputError(f"expected true or false, got {value!r}", path=source, record=where)
         return value
     if kind is int or kind is float:
-        try:
-            number = kind(value)
-        except (TypeError, ValueError):
+        # No coercion: "0.5" (a string), true (a bool) or 2.5 for a count are mistakes.
+        integral = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise InputError(
                 f"expected a number, got {value!r}", path=source, record=where
             ) from None
-        return number
+        if kind is int and not integral:
+            raise InputError(f"expected a whole number, got {value!r}", path=source, record=where)
+        return kind(value)
     if kind is str:
         if not isinstance(value, (str, int, float)):
             raise InputError(f"expected text, got {value!r}", path=source, record=where)
@@ -249,11 +273,50 @@ def load_config(path: str | Path | None, overrides: Mapping[str, Any] | None = N
     for dotted, value in (overrides or {}).items():
         _set_path(data, dotted, value)
     config: RunConfig = _build(RunConfig, data, "", source)
+    check_values(config, source)
     if not config.variants:
         raise InputError(
             "no variants: name at least one model under 'variants'", path=source, record="variants"
         )
     return config
+
+
+def _positive(value: int | None, where: str, source: str) -> None:
+    if value is not None and value < 1:
+        raise InputError(f"expected a positive integer, got {value!r}", path=source, record=where)
+
+
+def check_values(config: RunConfig, source: str) -> None:
+    """Values the types admit but the run cannot use, refused before anything runs."""
+    _positive(config.dataset.limit, "dataset.limit", source)
+    _positive(config.batch_size, "batch_size", source)
+    _positive(config.threads, "threads", source)
+    nms = config.nms
+    if not 0.0 <= nms.iou_threshold <= 1.0:
+        raise InputError(
+            f"expected an IoU in [0, 1], got {nms.iou_threshold!r}",
+            path=source,
+            record="nms.iou_threshold",
+        )
+    if not 0.0 <= nms.score_threshold <= 1.0:
+        raise InputError(
+            f"expected a score in [0, 1], got {nms.score_threshold!r}",
+            path=source,
+            record="nms.score_threshold",
+        )
+    _positive(nms.max_per_class, "nms.max_per_class", source)
+    _positive(nms.max_total, "nms.max_total", source)
+    if config.latency.runs < 0 or config.latency.warmup < 0:
+        raise InputError(
+            "expected counts >= 0", path=source, record="latency.runs / latency.warmup"
+        )
+
+
+def resolved_profile(config: RunConfig) -> Literal["zoo", "plain"]:
+    """``auto`` is the zoo's chain when the run names a published reference."""
+    if config.profile == "auto":
+        return "zoo" if config.reference is not None else "plain"
+    return config.profile
 
 
 def describe_fields(cls: Any = RunConfig, prefix: str = "") -> list[tuple[str, str, str]]:

@@ -5,6 +5,15 @@ and output decoding + NMS of a batch run while the next batch is inferred: OpenC
 onnxruntime and numpy's large operations release the GIL, so on a multi-core host the model
 rarely waits. Each image's NMS output goes to the prediction cache as soon as it
 exists, so a killed run loses at most the batch in flight.
+
+A cached prediction is reused only while its image file holds the same bytes (see
+:class:`~evalkit.pipeline.cache.ImageStamp`); the decoded size of every image is kept, for
+the ``st`` protocol's scaling (the zoo scales by the image as decoded). An image that fails
+to decode does not stop the others: it is reported in ``Predictions.failed``.
+
+``batches`` fixes which images share an inference call (the zoo's batching: int8 kernels
+are not batch-invariant, 6b.5). A batch with any image left to predict runs whole, so a
+resumed run computes every output in the same company as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -20,7 +29,8 @@ from tqdm import tqdm
 
 from evalkit.datasets.dataset import Dataset
 from evalkit.datasets.images import decode_rgb
-from evalkit.pipeline.cache import PredictionCache
+from evalkit.errors import InputError
+from evalkit.pipeline.cache import ImageStamp, PredictionCache
 from evalkit.postprocess.decoders import Decoder
 from evalkit.postprocess.nms import NmsSettings, nms_batch
 from evalkit.runners.base import Runner
@@ -42,6 +52,7 @@ class StageTimes:
     wall_s: float
     images: int
     cached_images: int
+    changed_images: int = 0
 
     @property
     def images_per_s(self) -> float:
@@ -54,28 +65,49 @@ class StageTimes:
 
 @dataclass(frozen=True)
 class Predictions:
-    """NMS output per evaluated image, in dataset order."""
+    """NMS output per predicted image, in the order asked for; ``stamps`` say which bytes
+    each came from and their decoded size; ``failed`` the images that would not decode."""
 
     image_indices: tuple[int, ...]
     per_image: tuple[ImageDetections, ...]
     times: StageTimes
+    stamps: tuple[ImageStamp, ...] = ()
+    failed: tuple[tuple[int, str], ...] = ()
+
+    def decoded_sizes(self) -> dict[int, tuple[int, int]]:
+        """Image index -> (width, height) as decoded."""
+        return {
+            i: (s.width, s.height) for i, s in zip(self.image_indices, self.stamps, strict=True)
+        }
 
 
 @dataclass(frozen=True)
 class _Prepared:
     indices: list[int]
     batch: Any
+    stamps: list[ImageStamp]
+    failed: list[tuple[int, str]]
     decode_s: float
     preprocess_s: float
 
 
 def _prepare(dataset: Dataset, runner: Runner, indices: list[int]) -> _Prepared:
     t0 = time.perf_counter()
-    images = [decode_rgb(dataset.image_path(i)) for i in indices]
+    images, kept, stamps, failed = [], [], [], []
+    for i in indices:
+        path = dataset.image_path(i)
+        try:
+            image = decode_rgb(path)
+            stamps.append(ImageStamp.of(path, image.shape[1], image.shape[0]))
+        except (InputError, OSError) as exc:
+            failed.append((i, getattr(exc, "problem", None) or str(exc)))
+            continue
+        images.append(image)
+        kept.append(i)
     t1 = time.perf_counter()
-    batch = runner.preprocessing.preprocessor.apply_batch(images)
+    batch = runner.preprocessing.preprocessor.apply_batch(images) if images else None
     t2 = time.perf_counter()
-    return _Prepared(indices, batch, t1 - t0, t2 - t1)
+    return _Prepared(kept, batch, stamps, failed, t1 - t0, t2 - t1)
 
 
 def _finish(
@@ -94,19 +126,38 @@ def predict(
     *,
     batch_size: int = 1,
     indices: Sequence[int] | None = None,
+    batches: Sequence[Sequence[int]] | None = None,
     cache: PredictionCache | None = None,
     progress: bool = True,
     description: str = "predict",
     workers: int = 2,
     on_batch: Callable[[int], None] | None = None,
 ) -> Predictions:
-    """Predictions for ``indices`` (all images by default), resuming from ``cache``."""
-    wanted = list(range(len(dataset))) if indices is None else list(indices)
-    done = cache.load() if cache is not None else {}
+    """Predictions for ``indices`` (all images by default; or the images of ``batches``, in
+    that order and grouping), resuming from ``cache``."""
+    if batches is not None:
+        fixed = [list(b) for b in batches]
+        wanted = [i for b in fixed for i in b]
+    else:
+        wanted = list(range(len(dataset))) if indices is None else list(indices)
+    loaded = cache.load() if cache is not None else {}
     wanted_set = set(wanted)
-    done = {i: d for i, d in done.items() if i in wanted_set}
-    todo = [i for i in wanted if i not in done]
-    batches = [todo[k : k + batch_size] for k in range(0, len(todo), batch_size)]
+    done: dict[int, tuple[ImageDetections, ImageStamp]] = {}
+    changed = 0
+    for i, entry in loaded.items():
+        if i not in wanted_set:
+            continue
+        if entry[1].still_matches(dataset.image_path(i)):
+            done[i] = entry
+        else:
+            changed += 1
+    if batches is not None:
+        run_batches = [b for b in fixed if any(i not in done for i in b)]
+        todo = [i for b in run_batches for i in b]
+    else:
+        todo = [i for i in wanted if i not in done]
+        run_batches = [todo[k : k + batch_size] for k in range(0, len(todo), batch_size)]
+    failed: list[tuple[int, str]] = []
     decode_s = preprocess_s = inference_s = postprocess_s = 0.0
     start = time.perf_counter()
     bar = tqdm(
@@ -120,7 +171,7 @@ def predict(
     try:
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             pending: deque[Future[_Prepared]] = deque()
-            queue = iter(batches)
+            queue = iter(run_batches)
 
             def refill() -> None:
                 while len(pending) < PREFETCH:
@@ -130,33 +181,40 @@ def predict(
                     pending.append(pool.submit(_prepare, dataset, runner, chunk))
 
             refill()
-            finishing: deque[tuple[list[int], Future[tuple[list[ImageDetections], float]]]]
-            finishing = deque()
+            finishing: deque[tuple[_Prepared, Future[tuple[list[ImageDetections], float]]]] = (
+                deque()
+            )
 
             def drain(keep: int) -> None:
                 nonlocal postprocess_s
                 while len(finishing) > keep:
-                    batch_indices, future = finishing.popleft()
+                    prepared, future = finishing.popleft()
                     per_image, seconds = future.result()
                     postprocess_s += seconds
-                    for index, dets in zip(batch_indices, per_image, strict=True):
-                        done[index] = dets
+                    for index, dets, stamp in zip(
+                        prepared.indices, per_image, prepared.stamps, strict=True
+                    ):
+                        done[index] = (dets, stamp)
                         if cache is not None:
-                            cache.append(index, dets)
-                    bar.update(len(batch_indices))
+                            cache.append(index, dets, stamp)
+                    bar.update(len(prepared.indices))
                     if on_batch is not None:
-                        on_batch(len(batch_indices))
+                        on_batch(len(prepared.indices))
 
             while pending:
                 prepared = pending.popleft().result()
                 refill()
                 decode_s += prepared.decode_s
                 preprocess_s += prepared.preprocess_s
+                failed.extend(prepared.failed)
+                bar.update(len(prepared.failed))
+                if not prepared.indices:
+                    continue
                 t0 = time.perf_counter()
                 raw = runner.run(prepared.batch)
                 inference_s += time.perf_counter() - t0
                 # Decode + NMS of this batch overlap with the next batch's inference.
-                finishing.append((prepared.indices, pool.submit(_finish, decoder, raw, nms)))
+                finishing.append((prepared, pool.submit(_finish, decoder, raw, nms)))
                 drain(keep=PREFETCH)
             drain(keep=0)
     finally:
@@ -171,9 +229,14 @@ def predict(
         wall_s=time.perf_counter() - start,
         images=len(todo),
         cached_images=len(wanted) - len(todo),
+        changed_images=changed,
     )
+    bad = {i for i, _ in failed}
+    kept = [i for i in wanted if i not in bad]
     return Predictions(
-        image_indices=tuple(wanted),
-        per_image=tuple(done[i] for i in wanted),
+        image_indices=tuple(kept),
+        per_image=tuple(done[i][0] for i in kept),
         times=times,
+        stamps=tuple(done[i][1] for i in kept),
+        failed=tuple(failed),
     )
