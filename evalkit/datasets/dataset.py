@@ -133,7 +133,9 @@ def _check_boxes(gt: GroundTruth, source: Path) -> None:
         )
 
 
-def _image_problem(path: Path, image: ImageRecord, check: ImageCheck) -> str | None:
+def _image_problem(
+    path: Path, image: ImageRecord, check: ImageCheck, strict_sizes: bool = True
+) -> str | None:
     from evalkit.datasets.images import decode_rgb, image_size
 
     if not path.is_file():
@@ -145,19 +147,21 @@ def _image_problem(path: Path, image: ImageRecord, check: ImageCheck) -> str | N
             width, height = image_size(path)
     except InputError as exc:
         return exc.problem
-    if (width, height) != (image.width, image.height):
+    if strict_sizes and (width, height) != (image.width, image.height):
         return f"image is {width}x{height} but its annotation says {image.width}x{image.height}"
     return None
 
 
-def _check_images(dataset: Dataset, check: ImageCheck, skip_bad: bool, source: Path) -> Dataset:
+def _check_images(
+    dataset: Dataset, check: ImageCheck, skip_bad: bool, source: Path, strict_sizes: bool = True
+) -> Dataset:
     if check == "none":
         return dataset
     skipped: list[SkippedImage] = []
     keep = np.ones(len(dataset), bool)
     for index, image in enumerate(dataset.images):
         path = dataset.image_path(index)
-        problem = _image_problem(path, image, check)
+        problem = _image_problem(path, image, check, strict_sizes)
         if problem is None:
             continue
         keep[index] = False
@@ -198,8 +202,11 @@ def open_coco(
     view: Literal["all", "person"] = "all",
     check: ImageCheck = "exists",
     skip_bad: bool = False,
+    strict_sizes: bool = True,
 ) -> Dataset:
-    """A COCO-format set; ``view="person"`` derives COCO-Person from the full annotations."""
+    """A COCO-format set; ``view="person"`` derives COCO-Person from the full annotations.
+    ``strict_sizes=False`` accepts images whose size differs from the annotation (a run
+    records them and scales ``st`` by the decoded size, as the zoo does)."""
     annotation_file = Path(annotation_file)
     gt = load_coco_ground_truth(annotation_file)
     _check_boxes(gt, annotation_file)
@@ -208,7 +215,7 @@ def open_coco(
         gt = person_view(gt)
         name = f"{name} (person)"
     dataset = Dataset(name=name, ground_truth=gt, image_dir=Path(image_dir))
-    return _check_images(dataset, check, skip_bad, annotation_file)
+    return _check_images(dataset, check, skip_bad, annotation_file, strict_sizes)
 
 
 def open_voc(
@@ -219,6 +226,7 @@ def open_voc(
     ignore_classes: Sequence[str] = (),
     check: ImageCheck = "exists",
     skip_bad: bool = False,
+    strict_sizes: bool = True,
 ) -> Dataset:
     """A Pascal VOC year directory (``VOCdevkit/VOC2007``) and one of its splits."""
     year_dir = Path(year_dir)
@@ -233,7 +241,9 @@ def open_voc(
         image_dir=year_dir / "JPEGImages",
         ignored_objects=tuple(sorted(ignored.items())),
     )
-    return _check_images(dataset, check, skip_bad, year_dir / "ImageSets" / "Main" / split)
+    return _check_images(
+        dataset, check, skip_bad, year_dir / "ImageSets" / "Main" / split, strict_sizes
+    )
 
 
 DatasetOpener = Callable[..., Dataset]

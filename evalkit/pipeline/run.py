@@ -77,6 +77,7 @@ def open_dataset(config: RunConfig) -> Dataset:
             classes=classes,
             ignore_classes=tuple(ds.ignore_classes),
             skip_bad=ds.skip_bad,
+            strict_sizes=False,
         )
     if ds.classes or ds.ignore_classes:
         raise InputError(
@@ -90,8 +91,10 @@ def open_dataset(config: RunConfig) -> Dataset:
             record="dataset",
         )
     if ds.format == "coco-person":
-        return open_coco(ds.annotations, ds.images, view="person", skip_bad=ds.skip_bad)
-    return open_coco(ds.annotations, ds.images, skip_bad=ds.skip_bad)
+        return open_coco(
+            ds.annotations, ds.images, view="person", skip_bad=ds.skip_bad, strict_sizes=False
+        )
+    return open_coco(ds.annotations, ds.images, skip_bad=ds.skip_bad, strict_sizes=False)
 
 
 def zoo_class_names(dataset: Dataset, specs: Mapping[str, Any]) -> tuple[str, ...] | None:
@@ -318,11 +321,13 @@ def _predict_variant(
     )
     if cache.discarded is not None:
         log(
-            f"[{name}] cached predictions were made with other settings; set aside in {cache.discarded}"
+            f"[{name}] cached predictions were made with other settings; "
+            f"set aside in {cache.discarded}"
         )
     if predictions.times.changed_images:
         log(
-            f"[{name}] {predictions.times.changed_images} image(s) changed since cached: predicted again"
+            f"[{name}] {predictions.times.changed_images} image(s) changed since they were "
+            "cached: predicted again"
         )
     record: dict[str, Any] = {
         "model": {
