@@ -1,4 +1,4 @@
-"""How fast is evalkit's combined NMS next to the plain loop reference it must agree with?
+"""How fast is evalkit's combined NMS next to TensorFlow's own kernel, which it must equal?
 
 Three seeded workloads of SSD-shaped outputs (3000 boxes from the zoo's priors, 80 classes,
 softmax scores with the background column dropped):
@@ -14,9 +14,11 @@ softmax scores with the background column dropped):
   boxes, never its 100, and every candidate of every class has to be processed.
 
 evalkit is timed per image (``select_image``, warm-up passes first, median and p90 over all
-timed images) and per batch (``select_batch``); the reference (tests/nms_reference.py) on a
-few images. The kept lists of both are compared on those images. The target (realistic
-median under 5 ms per image) is reported as met or not met; a benchmark never fails.
+timed images) and per batch (``select_batch``); the reference is
+``tf.image.combined_non_max_suppression`` on the same images, called as the zoo calls it
+(boxes tiled to one per class), timed per image after one warm-up call. Whole outputs
+(count, order, corners, scores, classes) are compared. The targets (realistic median under
+5 ms, and under 1 ms, per image) are reported as met or not met; a benchmark never fails.
 
     python benchmarks/nms_speed.py                   # records results/nms_speed.md/.json
     python benchmarks/nms_speed.py --images 8 --reference-images 1 --output /tmp/nms_speed
@@ -46,7 +48,6 @@ from metrics_speed import machine_info  # noqa: E402  (one source for machine re
 from evalkit.models.priors import ssd_priors  # noqa: E402
 from evalkit.postprocess.nms import NmsSettings, select_batch, select_image  # noqa: E402
 from evalkit.types import DecodedBoxes  # noqa: E402
-from tests.nms_reference import reference_nms  # noqa: E402
 
 SCHEMA_VERSION = 1
 DEFAULT_OUTPUT = REPO / "benchmarks" / "results" / "nms_speed"
@@ -191,17 +192,40 @@ def time_evalkit(
     }
 
 
+def _tf_nms(boxes: Any, scores: Any, settings: NmsSettings) -> tuple[Any, Any, Any]:
+    import tensorflow as tf
+
+    n_boxes, n_classes = scores.shape
+    tiled = np.broadcast_to(boxes[None, :, None, :], (1, n_boxes, n_classes, 4))
+    out = tf.image.combined_non_max_suppression(
+        tf.constant(np.ascontiguousarray(tiled)),
+        tf.constant(scores[None]),
+        settings.max_per_class,
+        settings.max_total,
+        iou_threshold=settings.iou_threshold,
+        score_threshold=settings.score_threshold,
+        clip_boxes=settings.clip_boxes,
+    )
+    n = int(out[3].numpy()[0])
+    return out[0].numpy()[0, :n], out[1].numpy()[0, :n], out[2].numpy()[0, :n]
+
+
 def time_reference(boxes: Any, scores: Any, settings: NmsSettings, images: int) -> dict[str, Any]:
-    """Per-image time of the loop reference and whether its kept lists equal evalkit's."""
+    """Per-image time of TensorFlow's kernel and whether its outputs equal evalkit's."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    _tf_nms(boxes[0], scores[0], settings)  # warm-up: op registration, thread pools
     wall, identical = [], True
     for i in range(min(images, boxes.shape[0])):
         w0 = time.perf_counter()
-        ref = reference_nms(boxes[i : i + 1], scores[i : i + 1], **_kwargs(settings))[0]
+        corners, kept_scores, classes = _tf_nms(boxes[i], scores[i], settings)
         wall.append(time.perf_counter() - w0)
         ours = select_image(boxes[i], scores[i], settings)
-        columns = (ours.box_index.tolist(), ours.class_index.tolist(), ours.scores.tolist())
-        mine = list(zip(*columns, strict=True))
-        identical &= mine == [(d.box, d.class_index, d.score) for d in ref]
+        identical &= (
+            len(ours) == kept_scores.shape[0]
+            and np.array_equal(ours.scores, kept_scores)
+            and np.array_equal(ours.class_index.astype(np.float32), classes)
+            and np.array_equal(ours.boxes_xyxy_norm, corners)
+        )
     return {"median_ms": statistics.median(wall) * 1e3, "images": len(wall), "identical": identical}
 
 
@@ -242,7 +266,7 @@ def render_table(record: dict[str, Any]) -> str:
     """The results table, rendered from the record only."""
     rows = [
         "| workload | candidates/img | kept/img | evalkit ms/img median | p90 | CPU median "
-        "| batch ms/img | reference ms/img | x faster | identical |",
+        "| batch ms/img | TensorFlow ms/img | x faster | identical |",
         "|---|--:|--:|--:|--:|--:|--:|--:|--:|---|",
     ]
     for name, run in record["runs"].items():
@@ -250,8 +274,8 @@ def render_table(record: dict[str, Any]) -> str:
         rows.append(
             f"| {name} | {w['candidates_per_image_mean']:.0f} | {e['kept_per_image_mean']:.0f} "
             f"| {e['median_ms']:.2f} | {e['p90_ms']:.2f} | {e['cpu_median_ms']:.2f} "
-            f"| {e['batch_median_ms_per_image']:.2f} | {r['median_ms']:.0f} "
-            f"| {r['median_ms'] / e['median_ms']:.0f} | {'yes' if r['identical'] else 'NO'} "
+            f"| {e['batch_median_ms_per_image']:.2f} | {r['median_ms']:.2f} "
+            f"| {r['median_ms'] / e['median_ms']:.1f} | {'yes' if r['identical'] else 'NO'} "
             f"({r['images']} img) |"
         )
     lines = [*rows, ""]
@@ -319,7 +343,7 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         runs[name] = {"evalkit": evalkit, "reference": reference}
         print(
             f"{name}: evalkit {evalkit['median_ms']:.2f} ms/img (p90 {evalkit['p90_ms']:.2f}), "
-            f"reference {reference['median_ms']:.0f} ms/img, identical {reference['identical']}",
+            f"TensorFlow {reference['median_ms']:.2f} ms/img, identical {reference['identical']}",
             flush=True,
         )
         if name == "realistic" and args.profile:
@@ -333,7 +357,12 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
             f"{realistic['cpu_median_ms']:.2f} ms CPU",
         },
         {
-            "target": "kept lists identical to the loop reference",
+            "target": "realistic workload under 1 ms per image (median, wall; issue 17)",
+            "met": realistic["median_ms"] < 1.0,
+            "detail": f"{realistic['median_ms']:.2f} ms median",
+        },
+        {
+            "target": "outputs identical to TensorFlow's kernel (count, order, boxes, scores)",
             "met": all(r["reference"]["identical"] for r in runs.values()),
             "detail": ", ".join(f"{n}: {r['reference']['images']} images" for n, r in runs.items()),
         },
@@ -368,7 +397,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=2024)
     p.add_argument("--warmup", type=int, default=2, help="untimed passes first")
     p.add_argument("--repeat", type=int, default=5, help="timed passes")
-    p.add_argument("--reference-images", type=int, default=3, help="images for the reference")
+    p.add_argument("--reference-images", type=int, default=16, help="images for TensorFlow")
     p.add_argument("--no-profile", dest="profile", action="store_false")
     p.add_argument("--profile-top", type=int, default=20)
     p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="writes OUTPUT.md/.json")
