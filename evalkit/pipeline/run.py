@@ -245,7 +245,8 @@ def _check_mapping(name: str, mapping: ClassMapping, config: RunConfig) -> None:
     hints = []
     for missing in mapping.unmatched_dataset_classes:
         close = difflib.get_close_matches(missing, mapping.dropped_model_classes, n=1)
-        hints.append(f"{missing!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        hint = f" (the model's {close[0]!r}: did you mean {missing!r}?)" if close else ""
+        hints.append(f"{missing!r}{hint}")
     raise InputError(
         f"dataset classes no model class predicts: {', '.join(hints)}; fix class_names, or "
         "set allow_unmatched_classes: true to score them as missed",
