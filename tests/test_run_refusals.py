@@ -24,9 +24,9 @@ def _config(tmp_path: Path, extra: str) -> Path:
     [
         ("dataset: {limit: 0}\n", "dataset.limit", "expected a positive integer, got 0"),
         ("batch_size: -1\n", "batch_size", "expected a positive integer"),
-        ("nms: {iou_threshold: 1.5}\n", "nms.iou_threshold", r"expected an IoU in \[0, 1\]"),
+        ("nms: {iou_threshold: 1.5}\n", "nms", r"iou_threshold must be in \[0, 1\], got 1.5"),
         ("nms: {score_threshold: -0.1}\n", "nms.score_threshold", r"expected a score in \[0, 1\]"),
-        ("nms: {max_total: 0}\n", "nms.max_total", "expected a positive integer"),
+        ("nms: {max_total: 0}\n", "nms", "max_total must be a positive integer, got 0"),
         ("nms: {iou_threshold: '0.5'}\n", "nms.iou_threshold", "expected a number, got '0.5'"),
         ("nms: {max_total: 2.5}\n", "nms.max_total", "expected a whole number, got 2.5"),
         ("threads: true\n", "threads", "expected a number, got True"),

@@ -4,15 +4,19 @@ VOC objects of unknown classes, XML without <difficult>, changed images in the c
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from evalkit.datasets.synthetic import generate
 from evalkit.datasets.voc import load_voc_ground_truth
+from evalkit.demo import export_demo_models, load_demo_record
 from evalkit.errors import InputError
-from evalkit.pipeline.run import with_decoded_sizes, zoo_batches
+from evalkit.pipeline.config import DatasetConfig, LatencyConfig, RunConfig, VariantConfig
+from evalkit.pipeline.run import run, with_decoded_sizes, zoo_batches
 from evalkit.types import Category, GroundTruth, ImageRecord
 
 
@@ -91,45 +95,71 @@ def test_zoo_batches_put_annotated_images_first() -> None:
     assert zoo_batches(gt, list(range(7)), 2) == [[0, 2], [3, 6], [1, 4], [5]]
 
 
-def test_size_mismatch_and_changed_image_are_reported(tmp_path: Path) -> None:
-    """A run records images whose decoded size differs from the annotation, and an image
-    edited in place (same name, same size) is predicted again, not served from the cache."""
-    from evalkit.demo import export_demo_models, load_demo_record
-    from evalkit.pipeline.config import DatasetConfig, LatencyConfig, RunConfig, VariantConfig
-    from evalkit.pipeline.run import run
-
+@pytest.fixture
+def small_set(tmp_path: Path) -> tuple[Path, RunConfig]:
+    """Six synthetic val images, the demo model exported, a run config over them."""
     demo = load_demo_record()
-    from evalkit.datasets.synthetic import generate
-
     generate(tmp_path / "data", **{**demo.dataset_arguments, "num_train": 2, "num_val": 6})
     export_demo_models(demo, tmp_path)
-    ann_path = tmp_path / "data" / "coco" / "annotations" / "instances_val.json"
-    ann = json.loads(ann_path.read_text())
-    ann["images"][0]["width"] += 10  # the annotation now says another size
-    edited = tmp_path / "instances.json"
-    edited.write_text(json.dumps(ann))
     config = RunConfig(
         dataset=DatasetConfig(
-            annotations=str(edited), images=str(tmp_path / "data" / "coco" / "images" / "val")
+            annotations=str(tmp_path / "data" / "coco" / "annotations" / "instances_val.json"),
+            images=str(tmp_path / "data" / "coco" / "images" / "val"),
         ),
         variants={"float": VariantConfig(model=str(tmp_path / "models" / "float.onnx"))},
-        protocols=["st"],
+        protocols=["st", "coco"],
         latency=LatencyConfig(runs=0),
         output=str(tmp_path / "run"),
         quiet=True,
-        allow_unmatched_classes=False,
     )
+    return tmp_path, config
+
+
+def test_size_mismatch_and_changed_image_are_reported(
+    small_set: tuple[Path, RunConfig],
+) -> None:
+    """A run records images whose decoded size differs from the annotation, and an image
+    edited in place (same name, same size) is predicted again, not served from the cache."""
+    tmp_path, config = small_set
+    ann = json.loads(Path(config.dataset.annotations).read_text())
+    ann["images"][0]["width"] += 10  # the annotation now says another size
+    edited = tmp_path / "instances.json"
+    edited.write_text(json.dumps(ann))
+    config = replace(config, dataset=replace(config.dataset, annotations=str(edited)))
     logs: list[str] = []
     first = run(config, log=logs.append).record
     mismatches = first.data["dataset"]["size_mismatches"]
     assert len(mismatches) == 1 and mismatches[0]["image_id"] == ann["images"][0]["id"]
     assert mismatches[0]["decoded"][0] == mismatches[0]["annotated"][0] - 10
+    assert "zoo's rule" in first.variants["float"]["decoder"]["why"]  # no names were given
     # Edit one image in place: same name, same size, other pixels.
-    image = tmp_path / "data" / "coco" / "images" / "val" / ann["images"][1]["file_name"]
-    pixels = cv2.imread(str(image))
-    cv2.imwrite(str(image), 255 - pixels)
+    image = Path(config.dataset.images) / ann["images"][1]["file_name"]
+    cv2.imwrite(str(image), 255 - cv2.imread(str(image)))
     logs.clear()
     second = run(config, log=logs.append).record
     timings = second.variants["float"]["timings"]
     assert timings["changed_images"] == 1 and timings["images"] == 1
     assert any("1 image(s) changed" in line for line in logs)
+
+
+def test_images_that_fail_to_decode_during_the_run(small_set: tuple[Path, RunConfig]) -> None:
+    """Two JPEGs cut short (their headers still read, so the open-time check passes): the
+    run names both in one error, keeps the other predictions cached; with skip_bad they are
+    recorded skips and the metrics cover the four images left."""
+    _, config = small_set
+    ann = json.loads(Path(config.dataset.annotations).read_text())
+    names = [im["file_name"] for im in ann["images"]]
+    for name in names[1:3]:
+        path = Path(config.dataset.images) / name
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(InputError, match=r"2 bad image\(s\)") as info:
+        run(config, log=lambda _: None)
+    assert names[1] in str(info.value) and names[2] in str(info.value)
+    cache = Path(config.output) / "cache" / "float.jsonl"
+    assert len(cache.read_text().splitlines()) == 1 + 4  # header + the four good images
+    skipping = replace(config, dataset=replace(config.dataset, skip_bad=True))
+    record = run(skipping, log=lambda _: None).record
+    assert record.data["dataset"]["num_images"] == 4
+    skipped = {s["path"].rsplit("/", 1)[-1] for s in record.data["dataset"]["skipped"]}
+    assert skipped == set(names[1:3])
+    assert record.variants["float"]["timings"]["cached_images"] == 4  # nothing recomputed

@@ -10,13 +10,14 @@ import difflib
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import yaml
 
 from evalkit.errors import InputError
+from evalkit.postprocess.nms import NmsSettings
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -215,9 +216,7 @@ def _convert(kind: Any, value: Any, where: str, source: str) -> Any:
         # No coercion: "0.5" (a string), true (a bool) or 2.5 for a count are mistakes.
         integral = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise InputError(
-                f"expected a number, got {value!r}", path=source, record=where
-            ) from None
+            raise InputError(f"expected a number, got {value!r}", path=source, record=where)
         if kind is int and not integral:
             raise InputError(f"expected a whole number, got {value!r}", path=source, record=where)
         return kind(value)
@@ -292,20 +291,17 @@ def check_values(config: RunConfig, source: str) -> None:
     _positive(config.batch_size, "batch_size", source)
     _positive(config.threads, "threads", source)
     nms = config.nms
-    if not 0.0 <= nms.iou_threshold <= 1.0:
-        raise InputError(
-            f"expected an IoU in [0, 1], got {nms.iou_threshold!r}",
-            path=source,
-            record="nms.iou_threshold",
-        )
+    # Scores are probabilities here (NmsSettings itself admits TF's wider range).
     if not 0.0 <= nms.score_threshold <= 1.0:
         raise InputError(
             f"expected a score in [0, 1], got {nms.score_threshold!r}",
             path=source,
             record="nms.score_threshold",
         )
-    _positive(nms.max_per_class, "nms.max_per_class", source)
-    _positive(nms.max_total, "nms.max_total", source)
+    try:
+        NmsSettings(**asdict(nms))
+    except ValueError as exc:
+        raise InputError(str(exc), path=source, record="nms") from None
     if config.latency.runs < 0 or config.latency.warmup < 0:
         raise InputError(
             "expected counts >= 0", path=source, record="latency.runs / latency.warmup"

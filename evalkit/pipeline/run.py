@@ -135,6 +135,8 @@ def build_decoder(
     names = tuple(variant.class_names) if variant.class_names else None
     if names is None and name != "tfod-ssd" and dataset.ground_truth.source == "coco":
         names = zoo_class_names(dataset, runner.output_specs())
+        if names is not None:
+            why += "; class names by the zoo's rule (column k = k-th smallest category id)"
     if name == "tfod-ssd":
         model_dir = Path(variant.model_dir) if variant.model_dir else model.parent
         decoder: Decoder = TfodSsdDecoder.from_model_dir(model_dir, model=str(model))
@@ -345,7 +347,7 @@ def _predict_variant(
             **runner.preprocessing.preprocessor.settings(),
         },
         "decoder": {"name": decoder.name, "why": why, **decoder.settings()},
-        "nms": NmsSettings(**asdict(config.nms)).to_dict(),
+        "nms": nms.to_dict(),
         "batching": batching,
         "class_mapping": mapping.describe(),
         "timings": predictions.times.to_dict(),
@@ -410,6 +412,7 @@ def run(config: RunConfig, *, log: Log = print) -> RunOutcome:
         found[name] = _predict_variant(name, config, dataset, indices, models, out, log)
 
     failed = {i: why for v in found.values() for i, why in v.predictions.failed}
+    bad: list[SkippedImage] = []
     if failed:
         bad = [
             SkippedImage(dataset.images[i].image_id, str(dataset.image_path(i)), f"decode: {why}")
@@ -422,9 +425,7 @@ def run(config: RunConfig, *, log: Log = print) -> RunOutcome:
     keep = np.ones(len(dataset), bool)
     keep[list(failed)] = False
     position = np.cumsum(keep) - 1  # old image index -> index in the kept set
-    evaluated = without_images(dataset, keep, ()) if failed else dataset
-    if failed:
-        evaluated = replace(evaluated, skipped=dataset.skipped + tuple(bad))
+    evaluated = without_images(dataset, keep, tuple(bad)) if failed else dataset
     gt = evaluated.ground_truth
 
     sizes: dict[int, tuple[int, int]] = {}

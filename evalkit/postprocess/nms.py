@@ -164,11 +164,11 @@ def _check_inputs(boxes: Any, scores: Any, *, batched: bool) -> tuple[F32, F32]:
 # --- the kernel ----------------------------------------------------------------------------
 
 
-def _select(boxes: F32, scores: F32, settings: NmsSettings) -> tuple[I64, I64, F32]:
-    """Kept (box index, class index, score) of one image's (B, 4) corners and (B, C)
-    scores, in TF's output order (the corners are taken again from ``boxes``)."""
+def _kernel(boxes: F32, scores: F32, settings: NmsSettings) -> NmsSelection:
+    """One image's (B, 4) corners and (B, C) scores through the kernel: kept rows in TF's
+    output order, corners clipped there when the settings say so."""
     n_boxes, n_classes = scores.shape
-    box, cls, score, _ = _tfnms.select(
+    box, cls, score, corners = _tfnms.select(
         np.ascontiguousarray(boxes),
         np.ascontiguousarray(scores),
         n_boxes,
@@ -177,26 +177,13 @@ def _select(boxes: F32, scores: F32, settings: NmsSettings) -> tuple[I64, I64, F
         float(np.float32(settings.iou_threshold)),
         int(settings.max_per_class),
         int(settings.max_total),
-        False,
+        bool(settings.clip_boxes),
     )
-    return (
-        np.frombuffer(box, np.int32).astype(np.int64),
-        np.frombuffer(cls, np.int32).astype(np.int64),
-        np.frombuffer(score, np.float32).copy(),
-    )
-
-
-def _selection(boxes: F32, settings: NmsSettings, box: I64, cls: I64, score: F32) -> NmsSelection:
-    """The record of one image's kept rows, with the returned corners."""
-    corners = boxes[box]
-    if settings.clip_boxes:
-        # SelectResultPerBatch: max(min(coord, 1), 0) on the returned corners only.
-        corners = np.clip(corners, np.float32(0.0), np.float32(1.0))
     return NmsSelection(
-        box_index=box.astype(np.int64),
-        class_index=cls.astype(np.int64),
-        scores=score.astype(np.float32),
-        boxes_xyxy_norm=corners.astype(np.float32).reshape(-1, 4),
+        box_index=np.frombuffer(box, np.int32).astype(np.int64),
+        class_index=np.frombuffer(cls, np.int32).astype(np.int64),
+        scores=np.frombuffer(score, np.float32).copy(),
+        boxes_xyxy_norm=np.frombuffer(corners, np.float32).reshape(-1, 4).copy(),
     )
 
 
@@ -206,17 +193,13 @@ def _selection(boxes: F32, settings: NmsSettings, box: I64, cls: I64, score: F32
 def select_batch(decoded: DecodedBoxes, settings: NmsSettings) -> list[NmsSelection]:
     """Combined NMS of a batch, with box indices: one NmsSelection per image."""
     boxes, scores = _check_inputs(decoded.boxes_xyxy_norm, decoded.scores, batched=True)
-    # TF runs each (image, class) on its own; image by image keeps temporaries in cache.
-    return [
-        _selection(boxes[i], settings, *_select(boxes[i], scores[i], settings))
-        for i in range(scores.shape[0])
-    ]
+    return [_kernel(boxes[i], scores[i], settings) for i in range(scores.shape[0])]
 
 
 def select_image(boxes_xyxy_norm: Any, scores: Any, settings: NmsSettings) -> NmsSelection:
     """Combined NMS of one image's (B, 4) corners and (B, C) scores, with box indices."""
     boxes, score_arr = _check_inputs(boxes_xyxy_norm, scores, batched=False)
-    return _selection(boxes, settings, *_select(boxes, score_arr, settings))
+    return _kernel(boxes, score_arr, settings)
 
 
 def nms_image(
