@@ -47,3 +47,18 @@ def test_a_misspelt_class_is_an_error_with_the_near_match() -> None:
     assert "variants.float.class_names" in str(info.value)
     _check_mapping("float", mapping, RunConfig(allow_unmatched_classes=True))  # allowed
     _check_mapping("float", map_classes(["person", "car", "dog"], ["person", "car"]), RunConfig())
+
+
+def test_profile_flag_overrides_the_config(tmp_path: Path) -> None:
+    import argparse
+
+    from evalkit.cli.run import _overrides
+
+    args = argparse.Namespace(
+        set=[], out=None, threads=None, batch_size=None, limit=None, protocols=None,
+        quiet=False, profile="zoo",
+    )  # fmt: skip
+    config = load_config(_config(tmp_path, "profile: plain\n"), _overrides(args))
+    assert config.profile == "zoo"
+    with pytest.raises(InputError, match=r"expected one of \['auto', 'zoo', 'plain'\]"):
+        load_config(_config(tmp_path, "profile: fast\n"))

@@ -36,6 +36,11 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--threads", type=int, help="onnxruntime intra-op threads")
     parser.add_argument("--batch-size", type=int, help="images per inference call")
     parser.add_argument("--limit", type=int, help="evaluate only the first N images")
+    parser.add_argument(
+        "--profile",
+        choices=["auto", "zoo", "plain"],
+        help="zoo: the model zoo's evaluation chain (overrides 'profile')",
+    )
     parser.add_argument("--protocols", help="comma-separated protocols, e.g. coco,st")
     parser.add_argument("--quiet", action="store_true", help="no progress bars (CI)")
     parser.add_argument(
@@ -60,6 +65,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "threads": args.threads,
         "batch_size": args.batch_size,
         "dataset.limit": args.limit,
+        "profile": args.profile,
         "protocols": args.protocols,
     }
     overrides.update({k: v for k, v in flags.items() if v is not None})
