@@ -20,3 +20,9 @@ class InputError(ValueError):
         if record is not None:
             where = f"{where}: {record}" if where else record
         super().__init__(f"{where}: {problem}" if where else problem)
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; the message says what is cached and how to resume.
+
+    A KeyboardInterrupt still, so a caller's ``except Exception`` does not swallow it."""

@@ -221,7 +221,7 @@ def evaluate_checkpoint(
         count=args.calibration_count,
         seed=args.seed,
         progress=False,
-    )
+    ).path
     scores: dict[str, Any] = {}
     for label, path in (("float", float_path), ("int8", int8_path)):
         runner = OnnxRunner(path, batch_size=16, threads=args.threads)

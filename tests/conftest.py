@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from evalkit.datasets.synthetic import generate
+from evalkit.demo import export_demo_models, load_demo_record
+from evalkit.pipeline.config import DatasetConfig, LatencyConfig, RunConfig, VariantConfig
+
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -24,3 +28,23 @@ def shared_dir() -> Path:
     if not (path / "data").is_dir():
         pytest.fail(f"EVALKIT_DATA={value} has no data/ folder")
     return path
+
+
+@pytest.fixture
+def small_set(tmp_path: Path) -> tuple[Path, RunConfig]:
+    """Six synthetic val images, the demo model exported, a run config over them."""
+    demo = load_demo_record()
+    generate(tmp_path / "data", **{**demo.dataset_arguments, "num_train": 2, "num_val": 6})
+    export_demo_models(demo, tmp_path)
+    config = RunConfig(
+        dataset=DatasetConfig(
+            annotations=str(tmp_path / "data" / "coco" / "annotations" / "instances_val.json"),
+            images=str(tmp_path / "data" / "coco" / "images" / "val"),
+        ),
+        variants={"float": VariantConfig(model=str(tmp_path / "models" / "float.onnx"))},
+        protocols=["st", "coco"],
+        latency=LatencyConfig(runs=0),
+        output=str(tmp_path / "run"),
+        quiet=True,
+    )
+    return tmp_path, config

@@ -409,7 +409,9 @@ def test_quantize_for_run_writes_model_and_record(
     tmp_path: Path, demo_float: Path, demo_int8: tuple[Path, object], images: Path
 ) -> None:
     dataset = _FolderDataset(images)
-    path = quantize_for_run(demo_float, tmp_path / "models" / "int8.onnx", dataset, count=3)  # type: ignore[arg-type]
+    made = quantize_for_run(demo_float, tmp_path / "models" / "int8.onnx", dataset, count=3)  # type: ignore[arg-type]
+    path = made.path
+    assert made.calibration.files == demo_int8[1].calibration.files  # type: ignore[attr-defined]
     assert path.read_bytes() == demo_int8[0].read_bytes()  # same images, same seed
     record = json.loads((tmp_path / "models" / "int8.quantize.json").read_text())
     assert record["calibration"]["files"] == [str(p) for p in demo_int8[1].calibration.files]  # type: ignore[attr-defined]

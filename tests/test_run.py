@@ -14,7 +14,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from evalkit.cli import main
-from evalkit.errors import InputError
+from evalkit.errors import InputError, RunInterrupted
 from evalkit.pipeline import predict as predict_module
 from evalkit.pipeline.config import describe_fields, load_config
 from evalkit.pipeline.result import load_result
@@ -62,7 +62,7 @@ def finished(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 def test_outputs_follow_the_contract(finished: Path) -> None:
     record = load_result(finished)
-    assert record.data["schema_version"] == 1
+    assert record.data["schema_version"] == 2
     assert set(record.variants) == {"float", "int8"}
     for name, variant in record.variants.items():
         assert set(variant["protocols"]) == {"coco", "st", "voc07", "voc12"}
@@ -116,10 +116,11 @@ def test_killed_run_resumes_to_identical_results(
 
         return real_predict(*args, **kwargs, on_batch=on_batch)
 
-    monkeypatch.setattr("evalkit.pipeline.run.predict", dying_predict)
-    with pytest.raises(KeyboardInterrupt):
+    monkeypatch.setattr("evalkit.pipeline.variant.predict", dying_predict)
+    with pytest.raises(RunInterrupted, match=r"interrupted: \d+/24 images cached in .*cache"):
         run(load_config(path), log=lambda _: None)
-    monkeypatch.setattr("evalkit.pipeline.run.predict", real_predict)
+    assert not (out / "result.json").exists()  # nothing half-written was published
+    monkeypatch.setattr("evalkit.pipeline.variant.predict", real_predict)
     lines = (out / "cache" / "float.jsonl").read_text().splitlines()
     assert 1 < len(lines) < LIMIT + 1  # some predictions were kept, not all
     resumed = load_result(run(load_config(path), log=lambda _: None).out_dir)

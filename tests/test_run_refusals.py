@@ -10,7 +10,7 @@ import pytest
 from evalkit.datasets.classes import map_classes
 from evalkit.errors import InputError
 from evalkit.pipeline.config import RunConfig, load_config
-from evalkit.pipeline.run import _check_mapping
+from evalkit.pipeline.inputs import check_mapping as _check_mapping
 
 
 def _config(tmp_path: Path, extra: str) -> Path:

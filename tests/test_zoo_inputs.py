@@ -11,12 +11,11 @@ import cv2
 import numpy as np
 import pytest
 
-from evalkit.datasets.synthetic import generate
 from evalkit.datasets.voc import load_voc_ground_truth
-from evalkit.demo import export_demo_models, load_demo_record
 from evalkit.errors import InputError
-from evalkit.pipeline.config import DatasetConfig, LatencyConfig, RunConfig, VariantConfig
-from evalkit.pipeline.run import run, with_decoded_sizes, zoo_batches
+from evalkit.pipeline.config import RunConfig
+from evalkit.pipeline.inputs import with_decoded_sizes, zoo_batches
+from evalkit.pipeline.run import run
 from evalkit.types import Category, GroundTruth, ImageRecord
 
 
@@ -93,26 +92,6 @@ def test_decoded_sizes_replace_annotated_ones_for_st() -> None:
 def test_zoo_batches_put_annotated_images_first() -> None:
     gt = _gt([(10, 10)] * 7, [0, 2, 2, 3, 6])
     assert zoo_batches(gt, list(range(7)), 2) == [[0, 2], [3, 6], [1, 4], [5]]
-
-
-@pytest.fixture
-def small_set(tmp_path: Path) -> tuple[Path, RunConfig]:
-    """Six synthetic val images, the demo model exported, a run config over them."""
-    demo = load_demo_record()
-    generate(tmp_path / "data", **{**demo.dataset_arguments, "num_train": 2, "num_val": 6})
-    export_demo_models(demo, tmp_path)
-    config = RunConfig(
-        dataset=DatasetConfig(
-            annotations=str(tmp_path / "data" / "coco" / "annotations" / "instances_val.json"),
-            images=str(tmp_path / "data" / "coco" / "images" / "val"),
-        ),
-        variants={"float": VariantConfig(model=str(tmp_path / "models" / "float.onnx"))},
-        protocols=["st", "coco"],
-        latency=LatencyConfig(runs=0),
-        output=str(tmp_path / "run"),
-        quiet=True,
-    )
-    return tmp_path, config
 
 
 def test_size_mismatch_and_changed_image_are_reported(

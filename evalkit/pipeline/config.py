@@ -306,6 +306,58 @@ def check_values(config: RunConfig, source: str) -> None:
         raise InputError(
             "expected counts >= 0", path=source, record="latency.runs / latency.warmup"
         )
+    for name in config.variants:
+        # Variant names become file names (detections_NAME.json, cache/NAME.jsonl).
+        if not _SAFE_NAME.fullmatch(name):
+            raise InputError(
+                f"a variant name is letters, digits, '.', '_' or '-' (it names files), "
+                f"got {name!r}",
+                path=source,
+                record=f"variants.{name}",
+            )
+    check_quantize_sources(config.variants, source)
+    _known_protocols(config.protocols, source)
+
+
+def check_quantize_sources(variants: Mapping[str, VariantConfig], source: str | None) -> None:
+    """A quantize section names a variant with a model of its own (int8 is not requantized)."""
+    for name, variant in variants.items():
+        q = variant.quantize
+        if q is None:
+            continue
+        if q.source not in variants:
+            problem = f"variant {name!r} quantizes {q.source!r}, which is not a variant"
+        elif variants[q.source].quantize is not None:
+            problem = f"variant {name!r} quantizes {q.source!r}, which is itself quantized"
+        else:
+            continue
+        raise InputError(problem, path=source, record=f"variants.{name}.quantize.source")
+
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
+
+
+def _known_protocols(protocols: Sequence[str], source: str) -> None:
+    from evalkit.metrics import PROTOCOLS
+
+    known = PROTOCOLS.names()
+    if not protocols:
+        raise InputError(
+            f"name at least one of {', '.join(known)}", path=source, record="protocols"
+        )
+    for p in protocols:
+        if p not in known:
+            close = difflib.get_close_matches(p, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise InputError(
+                f"unknown protocol {p!r}{hint}; known: {', '.join(known)}",
+                path=source,
+                record="protocols",
+            )
+    if len(set(protocols)) != len(protocols):
+        raise InputError(
+            f"a protocol is listed twice: {list(protocols)}", path=source, record="protocols"
+        )
 
 
 def resolved_profile(config: RunConfig) -> Literal["zoo", "plain"]:

@@ -3,11 +3,17 @@
 Contract (scripts depend on it; bump ``SCHEMA_VERSION`` on any incompatible change)::
 
     {
-      "schema_version": 1,
+      "schema_version": 2,                # 1 (no fingerprint) is still read
       "kind": "evalkit.run",
       "name": str, "created": ISO time, "config": {... every setting ...},
       "environment": {cpu, cores, python, packages, git, ...},
-      "reference": {"model": str, "dataset": str} | null,
+      "reference": {"model": str, "dataset": str, "comparable": bool, "why": str} | null,
+      "fingerprint": {                    # what check and compare require to match
+        "dataset": {"format", "split", "annotation_sha256", "ground_truth_sha256",
+                    "image_list_sha256", "num_images", "num_annotations", "classes"},
+        "settings": {"profile", "nms": {...}, "variants": {NAME: {"preprocessing",
+                     "decoder", "batching"?}}}
+      },
       "dataset": {"name", "format", "num_images", "num_annotations", "classes": [...],
                   "skipped": [{"image_id", "path", "reason"}]},
       "variants": {
@@ -41,7 +47,10 @@ from typing import Any
 from evalkit.errors import InputError
 from evalkit.jsonio import read_json
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Version 1 differs only in having no fingerprint: such a run is read, and check/compare
+# treat it as comparable with nothing (see evalkit.comparable).
+READABLE_VERSIONS = (1, 2)
 KIND = "evalkit.run"
 
 
@@ -65,6 +74,12 @@ class RunRecord:
         """AP50 of one variant under one protocol, as a fraction."""
         return float(self.variants[variant]["protocols"][protocol]["AP50"])
 
+    @property
+    def fingerprint(self) -> Mapping[str, Any] | None:
+        """The dataset and settings fingerprint; None for a version-1 record."""
+        found: Mapping[str, Any] | None = self.data.get("fingerprint")
+        return found
+
     def protocols(self, variant: str) -> tuple[str, ...]:
         return tuple(self.variants[variant]["protocols"])
 
@@ -79,18 +94,29 @@ def _fail(problem: str, path: Path | None, record: str) -> InputError:
     return InputError(problem, path=path, record=record)
 
 
+def _check_fingerprint(fingerprint: Any, path: Path | None) -> None:
+    if not isinstance(fingerprint, dict):
+        raise _fail("expected an object with dataset and settings", path, "fingerprint")
+    for kind in ("dataset", "settings"):
+        if not isinstance(fingerprint.get(kind), dict):
+            raise _fail("expected an object", path, f"fingerprint.{kind}")
+
+
 def validate(data: Any, path: Path | None = None) -> RunRecord:
     """Check the contract above; an InputError names the first field that breaks it."""
     if not isinstance(data, dict):
         raise _fail("expected a JSON object (an evalkit result.json)", path, "top level")
     version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if isinstance(version, bool) or version not in READABLE_VERSIONS:
+        readable = " or ".join(map(str, READABLE_VERSIONS))
         raise _fail(
-            f"schema_version {version!r} is not supported (expected {SCHEMA_VERSION}); "
+            f"schema_version {version!r} is not supported (expected {readable}); "
             "re-run with this evalkit version or use the evalkit that wrote it",
             path,
             "schema_version",
         )
+    if version >= 2:
+        _check_fingerprint(data.get("fingerprint"), path)
     variants = data.get("variants")
     if not isinstance(variants, dict) or not variants:
         raise _fail("expected a non-empty mapping of variants", path, "variants")

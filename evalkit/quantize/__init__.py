@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,12 +45,21 @@ __all__ = [
     "ModelFileInfo",
     "QuantizeResult",
     "QuantizeSettings",
+    "RunQuantization",
     "dataset_images",
     "folder_images",
     "quantize_for_run",
     "quantize_model",
     "sample_images",
 ]
+
+
+@dataclass(frozen=True)
+class RunQuantization:
+    """The int8 model a run made (or reused) and the calibration images it saw."""
+
+    path: Path
+    calibration: CalibrationSample
 
 
 def quantize_for_run(
@@ -61,12 +71,13 @@ def quantize_for_run(
     seed: int = 0,
     progress: bool = True,
     calibration_dir: str | Path | None = None,
-) -> Path:
+) -> RunQuantization:
     """Zoo-settings int8 model calibrated on 1% (or ``count``) of ``dataset``'s images, or
     of the images in ``calibration_dir`` (e.g. a training split) when given.
 
     The result record (settings, the exact calibration files, digests) is written beside
-    the model as ``<name>.quantize.json``; the int8 model's path is returned.
+    the model as ``<name>.quantize.json``; the int8 model's path and the calibration sample
+    are returned.
     """
     if calibration_dir is not None:
         files = tuple(folder_images(calibration_dir))
@@ -92,7 +103,7 @@ def quantize_for_run(
             if previous["reuse_key"] == reuse_key and previous["int8_model"][
                 "sha256"
             ] == file_sha256(out_path):
-                return out_path
+                return RunQuantization(out_path, sample)
     result = quantize_model(float_path, out_path, sample, ZOO_SETTINGS, progress=progress)
     record.write_text(json.dumps({**result.to_dict(), "reuse_key": reuse_key}, indent=2) + "\n")
-    return result.int8_model.path
+    return RunQuantization(result.int8_model.path, sample)

@@ -1,0 +1,155 @@
+"""What a run resolves from its configuration before any inference: the dataset (limited,
+checked), the decoder and class names of each model, the zoo's batches, and the class
+mapping (refused when a dataset class would score 0 silently)."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evalkit.datasets.classes import ClassMapping
+from evalkit.datasets.dataset import Dataset, open_coco, open_voc
+from evalkit.datasets.views import select
+from evalkit.datasets.voc import VOC_CLASSES
+from evalkit.errors import InputError
+from evalkit.pipeline.config import RunConfig, VariantConfig
+from evalkit.postprocess.decoders import (
+    DecodedDecoder,
+    Decoder,
+    StSsdDecoder,
+    TfodSsdDecoder,
+    detect_decoder,
+)
+from evalkit.runners.onnx import OnnxRunner
+from evalkit.types import GroundTruth
+
+
+def open_dataset(config: RunConfig) -> Dataset:
+    """The dataset a config names, with its images checked before anything runs."""
+    ds = config.dataset
+    if ds.format == "voc":
+        if not ds.root:
+            raise InputError("dataset.root must name a VOC year directory", record="dataset")
+        classes = tuple(ds.classes) if ds.classes else VOC_CLASSES
+        return open_voc(
+            ds.root,
+            ds.split,
+            classes=classes,
+            ignore_classes=tuple(ds.ignore_classes),
+            skip_bad=ds.skip_bad,
+            strict_sizes=False,
+        )
+    if ds.classes or ds.ignore_classes:
+        raise InputError(
+            "dataset.classes and dataset.ignore_classes are for VOC-layout sets; a COCO file "
+            "lists its own categories",
+            record="dataset.classes",
+        )
+    if not ds.annotations or not ds.images:
+        raise InputError(
+            "dataset.annotations and dataset.images must name a COCO JSON and its images",
+            record="dataset",
+        )
+    if ds.format == "coco-person":
+        return open_coco(
+            ds.annotations, ds.images, view="person", skip_bad=ds.skip_bad, strict_sizes=False
+        )
+    return open_coco(ds.annotations, ds.images, skip_bad=ds.skip_bad, strict_sizes=False)
+
+
+def zoo_class_names(dataset: Dataset, specs: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """The zoo's rule for a model given no names (6b.6): column k (1-based, 0 background)
+    is the k-th smallest category id of the annotation file. None when the model's class
+    count (read from its one non-box output) does not equal the file's."""
+    columns = [
+        shape[-1]
+        for shape in specs.values()
+        if shape and isinstance(shape[-1], int) and shape[-1] != 4
+    ]
+    by_id = sorted(dataset.ground_truth.categories, key=lambda c: c.id)
+    if len(columns) != 1 or columns[0] - 1 != len(by_id):
+        return None
+    return tuple(c.name for c in by_id)
+
+
+def zoo_batches(gt: GroundTruth, indices: Sequence[int], size: int) -> list[list[int]]:
+    """The zoo's inference batches: images with an annotation first (for COCO the zoo's
+    loader drops the others), in dataset order, ``size`` at a time; then the rest (only
+    ``coco`` needs them), in batches of their own."""
+    annotated = np.zeros(len(gt.images), bool)
+    annotated[gt.image_index] = True
+    if gt.source != "coco":
+        annotated[:] = True
+    first = [i for i in indices if annotated[i]]
+    rest = [i for i in indices if not annotated[i]]
+    return [g[k : k + size] for g in (first, rest) for k in range(0, len(g), size)]
+
+
+def build_decoder(
+    variant: VariantConfig, runner: OnnxRunner, model: Path, dataset: Dataset
+) -> tuple[Decoder, str]:
+    """The configured decoder, or the detected one, and why it was chosen."""
+    name, why = variant.decoder, "set in the configuration"
+    if name == "auto":
+        name, why = detect_decoder(runner.output_specs())
+    names = tuple(variant.class_names) if variant.class_names else None
+    if names is None and name != "tfod-ssd" and dataset.ground_truth.source == "coco":
+        names = zoo_class_names(dataset, runner.output_specs())
+        if names is not None:
+            why += "; class names by the zoo's rule (column k = k-th smallest category id)"
+    if name == "tfod-ssd":
+        model_dir = Path(variant.model_dir) if variant.model_dir else model.parent
+        decoder: Decoder = TfodSsdDecoder.from_model_dir(model_dir, model=str(model))
+        if names:
+            decoder = TfodSsdDecoder(
+                anchors_ycxchw=decoder.anchors_ycxchw,  # type: ignore[attr-defined]
+                class_names=names,
+                model=str(model),
+            )
+    elif name == "st-ssd":
+        decoder = StSsdDecoder(class_names=names, model=str(model))
+    elif name == "decoded":
+        decoder = DecodedDecoder(class_names=names, model=str(model))
+    else:
+        raise InputError(f"unknown decoder {name!r}; known: auto, st-ssd, tfod-ssd, decoded")
+    return decoder, why
+
+
+def check_mapping(name: str, mapping: ClassMapping, config: RunConfig) -> None:
+    """A dataset class that no model class predicts scores 0 silently: an error (with the
+    near match among the model's unmapped names) unless the config allows it."""
+    if not mapping.unmatched_dataset_classes or config.allow_unmatched_classes:
+        return
+    hints = []
+    for missing in mapping.unmatched_dataset_classes:
+        close = difflib.get_close_matches(missing, mapping.dropped_model_classes, n=1)
+        hint = f" (the model's {close[0]!r}: did you mean {missing!r}?)" if close else ""
+        hints.append(f"{missing!r}{hint}")
+    raise InputError(
+        f"dataset classes no model class predicts: {', '.join(hints)}; fix class_names, or "
+        "set allow_unmatched_classes: true to score them as missed",
+        record=f"variants.{name}.class_names",
+    )
+
+
+def with_decoded_sizes(gt: GroundTruth, sizes: Mapping[int, tuple[int, int]]) -> GroundTruth:
+    """``gt`` with each image's size replaced by its size as decoded (the zoo's ``st``
+    scales ground truth by the image it read, 6b.2)."""
+    images = tuple(
+        replace(im, width=sizes[i][0], height=sizes[i][1]) if i in sizes else im
+        for i, im in enumerate(gt.images)
+    )
+    return replace(gt, images=images)
+
+
+def limited(dataset: Dataset, limit: int | None) -> Dataset:
+    if limit is None or limit >= len(dataset):
+        return dataset
+    keep = np.zeros(len(dataset), bool)
+    keep[:limit] = True
+    return replace(dataset, ground_truth=select(dataset.ground_truth, images=keep))

@@ -1,0 +1,286 @@
+"""One variant of a run: its model (given, or quantized by the run), runner, decoder and
+class mapping, its predictions (resumable), and its part of ``result.json``."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from evalkit.datasets.classes import ClassMapping, map_classes
+from evalkit.datasets.dataset import Dataset
+from evalkit.errors import InputError
+from evalkit.hashing import file_sha256, settings_key
+from evalkit.pipeline.cache import PredictionCache
+from evalkit.pipeline.config import (
+    RunConfig,
+    VariantConfig,
+    check_quantize_sources,
+    resolved_profile,
+)
+from evalkit.pipeline.inputs import build_decoder, check_mapping, zoo_batches
+from evalkit.pipeline.predict import Predictions, predict
+from evalkit.postprocess.decoders import Decoder
+from evalkit.postprocess.nms import NmsSettings
+from evalkit.runners.onnx import OnnxRunner
+
+# The zoo's data loader batch (6b.5).
+ZOO_BATCH_SIZE = 32
+# Fewer calibration images than this make activation ranges a matter of luck.
+FEW_CALIBRATION_IMAGES = 10
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class PredictedVariant:
+    """What the prediction phase learnt about one variant, for the metrics phase."""
+
+    record: dict[str, Any]
+    predictions: Predictions
+    mapping: ClassMapping
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """The model a variant runs: where it is now, where the record says it lives, and the
+    calibration that made it (None when it was not made by this run)."""
+
+    path: Path
+    recorded: Path
+    calibration: dict[str, Any] | None = None
+
+
+def variant_order(variants: Mapping[str, VariantConfig]) -> list[str]:
+    """Variants that are quantized from another run after their source."""
+    check_quantize_sources(variants, None)  # load_config checked a file's; this, a caller's
+    ordered = [n for n, v in variants.items() if v.quantize is None]
+    return ordered + [n for n, v in variants.items() if v.quantize is not None]
+
+
+def given_model(name: str, variant: VariantConfig) -> Path:
+    """The model file a variant names, checked."""
+    if not variant.model:
+        raise InputError(
+            "a variant needs a model file or a quantize section", record=f"variants.{name}.model"
+        )
+    path = Path(variant.model)
+    if not path.is_file():
+        raise InputError("model file not found", path=path, record=f"variants.{name}.model")
+    return path
+
+
+def _quantized_model(
+    name: str,
+    variant: VariantConfig,
+    config: RunConfig,
+    source: Path,
+    dataset: Dataset,
+    out: Path,
+    stage: Path,
+    log: Log,
+) -> ModelFile:
+    from evalkit.quantize import quantize_for_run
+
+    assert variant.quantize is not None
+    target = stage / "models" / f"{name}.onnx"
+    published = out / "models" / f"{name}.onnx"
+    # The previous run's model seeds the staging copy: quantize_for_run reuses it when
+    # nothing that shapes it changed, and it is only published with this run's results.
+    if not target.is_file() and published.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        for path in (published, published.with_suffix(".quantize.json")):
+            if path.is_file():
+                shutil.copy2(path, target.with_name(path.name))
+    log(f"[{name}] quantizing {source} (zoo settings)")
+    made = quantize_for_run(
+        source,
+        target,
+        dataset,
+        count=variant.quantize.calib_count,
+        seed=variant.quantize.seed,
+        progress=not config.quiet,
+        calibration_dir=variant.quantize.images or None,
+    )
+    calibration = made.calibration.to_dict()
+    calibration["warning"] = None
+    if len(made.calibration.files) < FEW_CALIBRATION_IMAGES:
+        calibration["warning"] = (
+            f"only {len(made.calibration.files)} calibration image(s): activation ranges from "
+            f"so few are unreliable (use at least {FEW_CALIBRATION_IMAGES})"
+        )
+        log(f"[{name}] warning: {calibration['warning']}")
+    return ModelFile(made.path, published, calibration)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A variant's runner, decoder and class mapping, all checked."""
+
+    runner: OnnxRunner
+    decoder: Decoder
+    why: str
+    mapping: ClassMapping
+
+
+def batch_size_of(config: RunConfig) -> int:
+    zoo = resolved_profile(config) == "zoo"
+    return config.batch_size or (ZOO_BATCH_SIZE if zoo else 1)
+
+
+def prepare(name: str, model: Path, config: RunConfig, dataset: Dataset) -> Prepared:
+    """Runner, decoder (and its files) and class mapping of a variant, or the InputError
+    that says which of them cannot be used."""
+    variant = config.variants[name]
+    runner = OnnxRunner(
+        model,
+        batch_size=batch_size_of(config),
+        threads=config.threads,
+        preprocessor=variant.preprocessor,
+    )
+    decoder, why = build_decoder(variant, runner, model, dataset)
+    if not decoder.class_names:
+        raise InputError(
+            "the model's class names are unknown: set class_names",
+            record=f"variants.{name}.class_names",
+        )
+    mapping = map_classes(decoder.class_names, dataset.classes)
+    check_mapping(name, mapping, config)
+    return Prepared(runner, decoder, why, mapping)
+
+
+def check_variants(config: RunConfig, dataset: Dataset) -> None:
+    """Every variant's model, decoder and class mapping, before the first inference. A
+    variant the run quantizes is checked against its source model (same outputs)."""
+    for name in variant_order(config.variants):
+        variant = config.variants[name]
+        source = name if variant.quantize is None else variant.quantize.source
+        prepare(name, given_model(source, config.variants[source]), config, dataset)
+        if variant.stedgeai_report:
+            from evalkit.bench.stedgeai import import_report
+
+            import_report(variant.stedgeai_report)
+
+
+def predict_variant(
+    name: str,
+    config: RunConfig,
+    dataset: Dataset,
+    indices: list[int],
+    models: dict[str, Path],
+    out: Path,
+    stage: Path,
+    log: Log,
+) -> PredictedVariant:
+    """Predictions of one variant on ``indices`` (cached) and its record so far."""
+    variant = config.variants[name]
+    zoo = resolved_profile(config) == "zoo"
+    nms = NmsSettings(**asdict(config.nms))
+    if variant.quantize is None:
+        path = given_model(name, variant)
+        model = ModelFile(path, path)
+    else:
+        source = models[variant.quantize.source]
+        model = _quantized_model(name, variant, config, source, dataset, out, stage, log)
+    models[name] = model.path
+    ready = prepare(name, model.path, config, dataset)
+    runner, decoder = ready.runner, ready.decoder
+    log(
+        f"[{name}] {model.path.name}: decoder {decoder.name} ({ready.why}); "
+        f"{ready.mapping.describe()}"
+    )
+    batch_size = batch_size_of(config)
+    batches = zoo_batches(dataset.ground_truth, indices, batch_size) if zoo else None
+    batching = {
+        "order": "zoo (annotated images first, dataset order)" if zoo else "dataset order",
+        "batch_size": batch_size,
+    }
+    model_sha = file_sha256(model.path)
+    key = settings_key(
+        {
+            "model": model_sha,
+            "decoder": decoder.settings(),
+            "nms": asdict(nms),
+            "preprocessing": runner.preprocessing.preprocessor.settings(),
+            "batching": batching,
+            "dataset": [str(dataset.image_path(i)) for i in indices],
+        }
+    )
+    cache = PredictionCache(out / "cache" / f"{name}.jsonl", key)
+    predictions = predict(
+        dataset,
+        runner,
+        decoder,
+        nms,
+        batch_size=batch_size,
+        indices=indices,
+        batches=batches,
+        cache=cache,
+        progress=not config.quiet,
+        description=name,
+    )
+    if cache.discarded is not None:
+        log(
+            f"[{name}] cached predictions were made with other settings; "
+            f"set aside in {cache.discarded}"
+        )
+    if predictions.times.changed_images:
+        log(
+            f"[{name}] {predictions.times.changed_images} image(s) changed since they were "
+            "cached: predicted again"
+        )
+    record: dict[str, Any] = {
+        "model": {
+            "path": str(model.recorded),
+            "bytes": model.path.stat().st_size,
+            "sha256": model_sha,
+            "precision": runner.info.precision,
+            "format": "onnx",
+        },
+        "calibration": model.calibration,
+        "runner": runner.info.to_dict(),
+        "preprocessing": {
+            "name": runner.preprocessing.name,
+            "reason": runner.preprocessing.reason,
+            **runner.preprocessing.preprocessor.settings(),
+        },
+        "decoder": {"name": decoder.name, "why": ready.why, **decoder.settings()},
+        "nms": nms.to_dict(),
+        "batching": batching,
+        "class_mapping": ready.mapping.describe(),
+        "timings": predictions.times.to_dict(),
+        **model_figures(model.path, variant, config),
+    }
+    return PredictedVariant(record=record, predictions=predictions, mapping=ready.mapping)
+
+
+def model_figures(model: Path, variant: VariantConfig, config: RunConfig) -> dict[str, Any]:
+    """Latency (its own pass), model statistics, the memory estimate, on-board figures."""
+    from evalkit.bench.memory import activation_memory
+    from evalkit.bench.model_stats import model_stats
+
+    latency = None
+    if config.latency.runs > 0:
+        from evalkit.bench.latency import measure_latency
+
+        latency = measure_latency(
+            model, threads=config.threads, runs=config.latency.runs, warmup=config.latency.warmup
+        ).to_dict()
+    memory = activation_memory(model).to_dict()
+    memory.pop("live_bytes", None)  # per-node curve: large, and not needed in the record
+    memory.pop("node_names", None)
+    onboard = None
+    if variant.stedgeai_report:
+        from evalkit.bench.stedgeai import import_report
+
+        onboard = import_report(variant.stedgeai_report).to_dict()
+    stats = model_stats(model).to_dict()
+    return {
+        "latency": latency,
+        # Without the per-layer list (hundreds of rows for a real model).
+        "model_stats": {k: v for k, v in stats.items() if k != "layers"},
+        "memory": memory,
+        "onboard": onboard,
+    }
