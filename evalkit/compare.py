@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from evalkit.comparable import allowed_warning, label, require_comparable
 from evalkit.errors import InputError
+from evalkit.fingerprint import Difference, Kind
 from evalkit.pipeline.result import RunRecord
 
 Unit = Literal["points", "percent", "count"]
@@ -23,10 +25,6 @@ _VARIANT_METRICS = (
     ("model_bytes", ("model", "bytes")),
     ("images_per_s", ("timings", "images_per_s")),
 )
-
-
-def _label(record: RunRecord) -> str:
-    return str(record.path) if record.path is not None else record.name
 
 
 def _num(value: Any, where: str, record: RunRecord) -> float:
@@ -75,13 +73,25 @@ class Comparison:
     a_label: str
     b_label: str
     rows: tuple[Row, ...]
+    # Dataset/settings differences the caller allowed (--allow-different); said loudly.
+    differences: tuple[Difference, ...] = ()
+
+    @property
+    def warning(self) -> str | None:
+        return allowed_warning(self.differences)
 
     def only_in(self, side: Literal["a", "b"]) -> tuple[Row, ...]:
         """The rows whose metric only run A (or only run B) has."""
         return tuple(r for r in self.rows if (r.b if side == "a" else r.a) is None)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"a": self.a_label, "b": self.b_label, "rows": [asdict(r) for r in self.rows]}
+        return {
+            "a": self.a_label,
+            "b": self.b_label,
+            "allowed_differences": [asdict(d) for d in self.differences],
+            "warning": self.warning,
+            "rows": [asdict(r) for r in self.rows],
+        }
 
 
 def _metrics(record: RunRecord) -> dict[tuple[str, str | None, str], tuple[float, Unit]]:
@@ -120,8 +130,12 @@ def _delta(a: float, b: float, unit: Unit) -> float | None:
     return None if a == 0 else 100.0 * (b - a) / a
 
 
-def compare(a: RunRecord, b: RunRecord) -> Comparison:
-    """Every metric of run A next to run B, with B's change relative to A."""
+def compare(a: RunRecord, b: RunRecord, allow: Collection[Kind] = ()) -> Comparison:
+    """Every metric of run A next to run B, with B's change relative to A.
+
+    Runs on different datasets or settings are refused (InputError listing the differences)
+    unless their kind is in ``allow``; the comparison then carries them."""
+    allowed = require_comparable(a, b, allow)
     ma, mb = _metrics(a), _metrics(b)
     rows = []
     for key in [*ma, *(k for k in mb if k not in ma)]:
@@ -130,7 +144,7 @@ def compare(a: RunRecord, b: RunRecord) -> Comparison:
         delta = None if va is None or vb is None else _delta(va[0], vb[0], unit)
         a_value, b_value = (None if v is None else v[0] for v in (va, vb))
         rows.append(Row(key[2], key[0], key[1], a_value, b_value, delta, unit))
-    return Comparison(_label(a), _label(b), tuple(rows))
+    return Comparison(label(a), label(b), tuple(rows), allowed)
 
 
 # ---------------------------------------------------------------- tolerances

@@ -24,15 +24,17 @@ import html
 import math
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-from evalkit.compare import _dig, _label, _num, _per_class
+from evalkit.comparable import allowed_warning, label, require_comparable
+from evalkit.compare import _dig, _num, _per_class
 from evalkit.errors import InputError
+from evalkit.fingerprint import Difference, Kind
 from evalkit.pipeline.result import RunRecord
 
 Status = Literal["pass", "fail", "warn", "skip"]
@@ -159,7 +161,7 @@ def _check_scopes(tol: Tolerances, baseline: RunRecord) -> None:
             if not any(_matches(name, s) for s in known):
                 names = sorted({"/".join(s[:n]) for s in known for n in range(1, len(s) + 1)})
                 problem = (
-                    f"scope {name!r} matches nothing in the baseline {_label(baseline)}"
+                    f"scope {name!r} matches nothing in the baseline {label(baseline)}"
                     f"{_suggest(name, ['default', *names])}"
                 )
                 raise InputError(problem, path=tol.source, record=f"{key}.{name}")
@@ -297,6 +299,12 @@ class CheckReport:
     baseline: str
     checks: tuple[Check, ...]
     elapsed_s: float = 0.0
+    # Dataset/settings differences the caller allowed (--allow-different); said loudly.
+    differences: tuple[Difference, ...] = ()
+
+    @property
+    def warning(self) -> str | None:
+        return allowed_warning(self.differences)
 
     @property
     def passed(self) -> bool:
@@ -309,6 +317,10 @@ class CheckReport:
     def headline(self) -> str:
         """PASS or FAIL, with the count of each status and of improvements."""
         verdict = "PASS" if self.passed else "FAIL"
+        if self.differences:
+            verdict += " ACROSS DIFFERENT " + " AND ".join(
+                sorted({d.kind.upper() for d in self.differences})
+            )
         return (
             f"{verdict}: {self.count('fail')} failed, {self.count('warn')} warned, "
             f"{self.count('pass')} passed, {self.count('skip')} skipped "
@@ -337,6 +349,7 @@ class CheckReport:
             "",
             f"Result `{self.result}` against baseline `{self.baseline}`.",
             "",
+            *([f"> **{html.escape(self.warning, quote=False)}**", ""] if self.warning else []),
             row(HEADERS),
             row("---" for _ in HEADERS),
             *(row(c.cells()) for c in shown),
@@ -362,7 +375,10 @@ class CheckReport:
         del root.attrib["skipped"]
         suite = ET.SubElement(root, "testsuite", {"name": "evalkit.check", **counts})
         props = ET.SubElement(suite, "properties")
-        for name, value in (("result", self.result), ("baseline", self.baseline)):
+        named = [("result", self.result), ("baseline", self.baseline)]
+        if self.warning:
+            named.append(("warning", self.warning))
+        for name, value in named:
             ET.SubElement(props, "property", {"name": name, "value": value})
         for c in self.checks:
             attrs = {"classname": f"evalkit.check.{c.metric}", "name": c.scope, "time": "0"}
@@ -380,10 +396,17 @@ class CheckReport:
 
 
 def check(
-    result: RunRecord, baseline: RunRecord, tolerances: Tolerances | None = None
+    result: RunRecord,
+    baseline: RunRecord,
+    tolerances: Tolerances | None = None,
+    allow: Collection[Kind] = (),
 ) -> CheckReport:
-    """Gate ``result`` against ``baseline``: AP50 and per-class AP drops, latency p50 rise."""
+    """Gate ``result`` against ``baseline``: AP50 and per-class AP drops, latency p50 rise.
+
+    Runs on different datasets or settings are refused (InputError listing the differences)
+    unless their kind is in ``allow``; the report then carries them."""
     start = time.perf_counter()
+    allowed = require_comparable(result, baseline, allow)
     tol = tolerances or Tolerances()
     _check_scopes(tol, baseline)
     checks: list[Check] = []
@@ -391,4 +414,5 @@ def check(
         for protocol in baseline.protocols(variant):
             checks += _ap_checks(result, baseline, variant, protocol, tol)
     checks += [_latency_check(result, baseline, v, tol) for v in baseline.variants]
-    return CheckReport(_label(result), _label(baseline), tuple(checks), time.perf_counter() - start)
+    elapsed = time.perf_counter() - start
+    return CheckReport(label(result), label(baseline), tuple(checks), elapsed, allowed)

@@ -30,6 +30,9 @@ def test_real_data_run_matches_its_baseline(
         CONFIG, {"output": str(tmp_path / "run"), "quiet": True, "latency.runs": 0}
     )
     outcome = run(config, log=lambda _: None)
+    # 128 train2017 images are not the card's 5000 val2017 ones: the card is context only.
+    reference = outcome.record.data["reference"]
+    assert reference["comparable"] is False and "5000 on the card" in reference["why"]
     summary = tmp_path / "summary.md"
     junit = tmp_path / "junit.xml"
     code = main(
@@ -48,3 +51,9 @@ def test_real_data_run_matches_its_baseline(
     out = capsys.readouterr().out
     assert code == 0, out
     assert "PASS" in summary.read_text()
+    # The case: the same run gated against the synthetic demo's baseline is refused.
+    demo = REPO / "benchmarks" / "baselines" / "demo" / "result.json"
+    assert main(["check", str(outcome.out_dir), "--baseline", str(demo), "--no-latency"]) == 2
+    err = capsys.readouterr().err
+    assert "not comparable" in err and "differ in dataset and settings" in err
+    assert "dataset num_images: 128 vs 100" in err

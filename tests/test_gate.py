@@ -50,6 +50,29 @@ def _protocol(ap50: float, per_class: dict[str, float], stats: bool) -> dict[str
     return out
 
 
+def fingerprint(variants: tuple[str, ...] = ("float", "int8"), **dataset: Any) -> dict[str, Any]:
+    """A fingerprint as ``run`` writes it; ``dataset`` fields override the tiny set's."""
+    pre = {"size": [300, 300], "mean": [127.5] * 3, "std": [127.5] * 3}
+    return {
+        "dataset": {
+            "format": "coco",
+            "split": "val2017",
+            "annotation_sha256": "a" * 64,
+            "ground_truth_sha256": "b" * 64,
+            "image_list_sha256": "c" * 64,
+            "num_images": 10,
+            "num_annotations": 100,
+            "classes": list(CLASSES),
+            **dataset,
+        },
+        "settings": {
+            "profile": "evalkit",
+            "nms": {"iou_threshold": 0.5, "score_threshold": 0.001, "max_detections": 100},
+            "variants": {v: {"preprocessing": pre, "decoder": "ssd"} for v in variants},
+        },
+    }
+
+
 def make_result(
     ap50: float = 0.5,
     latency_ms: float | None = 10.0,
@@ -57,7 +80,8 @@ def make_result(
 ) -> dict[str, Any]:
     """A contract-conforming result: each variant has protocols st and coco."""
     data: dict[str, Any] = {
-        "schema_version": 1,
+        "schema_version": 2,
+        "fingerprint": fingerprint(variants),
         "kind": "evalkit.run",
         "name": "test",
         "created": "2026-01-01T00:00:00Z",
@@ -413,3 +437,95 @@ def test_cli_writes_junit_and_summary(tmp_path: Path, capsys: pytest.CaptureFixt
     assert text.startswith("earlier step\n## evalkit check: FAIL\n")  # appended, not replaced
     report = check(load_result(tmp_path / "result"), load_result(tmp_path / "baseline"))
     assert text == "earlier step\n" + report.to_markdown()
+
+
+# ---------------------------------------------------------------- comparability
+
+
+def _on(data: dict[str, Any], **dataset: Any) -> dict[str, Any]:
+    """``data`` re-fingerprinted as a run on another dataset."""
+    return {**data, "fingerprint": fingerprint(tuple(data["variants"]), **dataset)}
+
+
+def test_check_refuses_another_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # the issue's case: a far better AP50 on another set must not read as "improved"
+    other = _on(make_result(ap50=0.96), num_images=6, split="train2017")
+    assert run_check(tmp_path, other, make_result()) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "result" / "result.json") in err and "fingerprint" in err
+    assert "differ in dataset" in err and "--allow-different dataset" in err
+    assert "dataset num_images: 6 vs 10" in err and 'dataset split: "train2017" vs "val2017"' in err
+    assert "improved" not in err
+
+    assert run_check(tmp_path, other, make_result(), "--allow-different", "dataset") == 0
+    out = capsys.readouterr().out
+    assert "PASS ACROSS DIFFERENT DATASET" in out
+    assert out.count("WARNING: compared across DIFFERENT DATASET (2 difference(s) allowed)") == 2
+
+
+def test_check_refuses_other_settings_unless_that_kind_is_allowed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    changed = make_result()
+    changed["fingerprint"]["settings"]["nms"]["iou_threshold"] = 0.6
+    assert run_check(tmp_path, changed, make_result(), "--allow-different", "dataset") == 2
+    assert "settings nms.iou_threshold: 0.6 vs 0.5" in capsys.readouterr().err
+    both = _on(make_result(), classes=["person"])
+    both["fingerprint"]["settings"]["nms"]["iou_threshold"] = 0.6
+    flags = ("--allow-different", "dataset", "--allow-different", "settings")
+    summary = tmp_path / "summary.md"
+    assert run_check(tmp_path, both, make_result(), *flags, "--summary", str(summary)) == 0
+    assert "PASS ACROSS DIFFERENT DATASET AND SETTINGS" in capsys.readouterr().out
+    assert "> **WARNING: compared across DIFFERENT DATASET AND SETTINGS" in summary.read_text()
+
+
+def test_preprocessing_of_a_shared_variant_is_a_settings_difference() -> None:
+    changed = make_result()
+    changed["fingerprint"]["settings"]["variants"]["int8"]["preprocessing"]["size"] = [320, 320]
+    with pytest.raises(InputError, match=r"settings variants\.int8\.preprocessing\.size"):
+        gate(changed, make_result())
+
+
+def test_a_variant_only_one_run_has_is_a_missing_metric_not_a_difference() -> None:
+    report = gate(make_result(variants=("float",)), make_result())
+    assert not report.passed and not report.differences
+    assert statuses(report, "ap50")["int8/st"] == "fail"
+
+
+def test_model_differences_are_measured_never_refused() -> None:
+    other_model = make_result()
+    for v in other_model["variants"].values():
+        v["model"] = {"path": "elsewhere.onnx", "bytes": 5, "precision": "int8", "sha256": "f"}
+    assert gate(other_model, make_result()).passed
+
+
+def test_a_run_without_fingerprint_is_comparable_with_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = make_result()
+    old["schema_version"] = 1
+    del old["fingerprint"]
+    assert run_check(tmp_path, make_result(), old) == 2
+    assert "absent (an older result.json)" in capsys.readouterr().err
+    flags = ("--allow-different", "dataset", "--allow-different", "settings")
+    assert run_check(tmp_path, make_result(), old, *flags) == 0
+    # a version-2 record must carry its fingerprint
+    broken = make_result()
+    del broken["fingerprint"]
+    with pytest.raises(InputError, match="fingerprint: expected an object"):
+        validate(broken)
+
+
+def test_compare_refuses_and_allows_like_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = write(tmp_path, "a", make_result())
+    b = write(tmp_path, "b", _on(make_result(ap50=0.7), format="voc"))
+    assert cli.main(["compare", str(a), str(b)]) == 2
+    assert 'dataset format: "coco" vs "voc"' in capsys.readouterr().err
+    assert cli.main(["compare", str(a), str(b), "--allow-different", "dataset", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["warning"].startswith("WARNING: compared across DIFFERENT DATASET")
+    assert shown["allowed_differences"][0]["field"] == "format"
+    with pytest.raises(InputError, match="differ in dataset"):
+        compare(load_result(a), load_result(b))

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.errors import InputError
+from evalkit.fingerprint import KINDS
 from evalkit.gate import HEADERS, CheckReport, Scoped, Tolerances, check, load_tolerances
 from evalkit.pipeline.result import load_result
 
@@ -33,7 +34,10 @@ def add_parser(subparsers: Any) -> None:
         description="Check RESULT against BASELINE: every AP50 of the baseline (per variant "
         "and protocol) must exist in the result and drop by at most the tolerance; per-class "
         "AP drops warn (they fail only if the tolerance file sets per_class_ap); latency p50 "
-        "may rise by at most a percentage when both runs have latency. Exit 0: all within "
+        "may rise by at most a percentage when both runs have latency. Runs on different "
+        "datasets or settings (result.json's fingerprint) are refused unless "
+        "--allow-different says so. "
+        "Exit 0: all within "
         "tolerance; 1: a regression; 2: unusable input. Tolerance file format: see "
         "evalkit.gate's docstring.",
     )
@@ -60,12 +64,27 @@ def add_parser(subparsers: Any) -> None:
         metavar="FILE",
         help="append a markdown summary (e.g. $GITHUB_STEP_SUMMARY, which steps append to)",
     )
+    add_allow_different(parser)
     parser.add_argument(
         "--no-latency",
         action="store_true",
         help="skip the latency check (CI machines whose timing is noise)",
     )
     parser.set_defaults(func=run)
+
+
+def add_allow_different(parser: argparse.ArgumentParser) -> None:
+    """``--allow-different KIND``: the one way past the comparability refusal."""
+    parser.add_argument(
+        "--allow-different",
+        action="append",
+        choices=KINDS,
+        default=[],
+        metavar="{" + ",".join(KINDS) + "}",
+        help="compare runs whose dataset (or number-changing settings) differ; refused "
+        "otherwise, with the list of differences (exit 2). Repeat for both. The output then "
+        "says so in capitals.",
+    )
 
 
 def tolerances_from_args(args: argparse.Namespace) -> Tolerances:
@@ -102,13 +121,14 @@ def render_report(report: CheckReport) -> str:
     shown, hidden = report.listed()
     parts = [
         f"{report.result} against baseline {report.baseline}",
+        *([report.warning] if report.warning else []),
         "",
         text_table([HEADERS, *(c.cells() for c in shown)], numeric=range(2, 6)),
         "",
     ]
     if hidden:
         parts.append(f"{hidden} passing per-class checks not listed")
-    return "\n".join([*parts, report.headline])
+    return "\n".join([*parts, report.headline, *([report.warning] if report.warning else [])])
 
 
 def _write(path: str, text: str, mode: str) -> None:
@@ -121,7 +141,8 @@ def _write(path: str, text: str, mode: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     tolerances = tolerances_from_args(args)
-    report = check(load_result(args.result), load_result(args.baseline), tolerances)
+    result, baseline = load_result(args.result), load_result(args.baseline)
+    report = check(result, baseline, tolerances, allow=args.allow_different)
     print(render_report(report))
     if args.junit:
         _write(args.junit, report.to_junit_xml(), "w")

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any, Literal
 
-from evalkit.cli.check import text_table
+from evalkit.cli.check import add_allow_different, text_table
 from evalkit.compare import Comparison, Row, compare
 from evalkit.pipeline.result import load_result
 
@@ -21,11 +21,13 @@ def add_parser(subparsers: Any) -> None:
         description="Every metric both result.json files have, per variant and protocol (AP50, "
         "per-class AP, the 12 COCO stats, TP/FP, latency p50/p90, model bytes, images/s), with "
         "B's change from A: AP in points, latency, bytes and images/s in percent, counts by "
-        "difference. Metrics only one run has are listed apart. AP values are shown in percent.",
+        "difference. Metrics only one run has are listed apart. AP values are shown in percent. "
+        "Runs on different datasets or settings are refused unless --allow-different says so.",
     )
     parser.add_argument("a", metavar="A", help="result.json (or its run directory)")
     parser.add_argument("b", metavar="B", help="result.json (or its run directory)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_allow_different(parser)
     parser.set_defaults(func=run)
 
 
@@ -55,7 +57,8 @@ def render_comparison(comparison: Comparison) -> str:
         for r in common
     ]
     rows = text_table([headers, *body], numeric=range(3, 6))
-    parts = [f"A: {comparison.a_label}", f"B: {comparison.b_label}", "", rows]
+    warning = [comparison.warning] if comparison.warning else []
+    parts = [f"A: {comparison.a_label}", f"B: {comparison.b_label}", *warning, "", rows]
     for side in _SIDES:
         if only := comparison.only_in(side):
             # One line per variant/protocol: a dataset with 80 classes makes long lists.
@@ -64,11 +67,11 @@ def render_comparison(comparison: Comparison) -> str:
                 groups.setdefault(f"{r.variant}/{r.protocol or '-'}", []).append(r.metric)
             parts += ["", f"only in {side.upper()} ({len(only)}):"]
             parts += [f"  {scope}: {', '.join(metrics)}" for scope, metrics in groups.items()]
-    return "\n".join(parts)
+    return "\n".join([*parts, *([""] if warning else []), *warning])
 
 
 def run(args: argparse.Namespace) -> int:
-    comparison = compare(load_result(args.a), load_result(args.b))
+    comparison = compare(load_result(args.a), load_result(args.b), allow=args.allow_different)
     if args.json:
         print(json.dumps(comparison.to_dict(), indent=2))
     else:
