@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from pathlib import Path
 from typing import Any
 
@@ -58,12 +59,12 @@ def as_box(value: Any, where: str, path: str | Path) -> tuple[float, float, floa
         raise InputError(
             f"expected bbox [x, y, w, h] of 4 numbers, got {value!r}", path=path, record=where
         )
-    try:
-        x, y, w, h = (float(v) for v in value)
-    except (TypeError, ValueError):
+    # float("3") would accept a string; a box written as text is a broken writer, not a box.
+    if any(isinstance(v, bool) or not isinstance(v, numbers.Real) for v in value):
         raise InputError(
             f"expected bbox [x, y, w, h] of 4 numbers, got {value!r}", path=path, record=where
-        ) from None
+        )
+    x, y, w, h = (float(v) for v in value)
     if not all(math.isfinite(v) for v in (x, y, w, h)):
         raise InputError(f"bbox has a non-finite value: {value!r}", path=path, record=where)
     if w < 0 or h < 0:

@@ -152,7 +152,8 @@ def make_record(variants: tuple[str, ...] = ("float", "int8"), **drop: bool) -> 
                         "uname": {"system": "Linux", "machine": "x86_64"},
                         "packages": {"evalkit": "0.1.0", "onnxruntime": "1.20.0"},
                         "git": {"revision": "abc123", "dirty": True}},
-        "reference": None if drop.get("reference") else REFERENCE,
+        "reference": None if drop.get("reference") else {
+            **REFERENCE, "comparable": True, "why": "same set as the card: COCO val2017"},
         "dataset": {"name": "fixture", "format": "coco", "num_images": 10,
                     "num_annotations": 46, "classes": list(CLASSES), "skipped": []},
         "variants": out,
@@ -384,3 +385,52 @@ def test_malformed_optional_part_names_the_field(tmp_path: Path) -> None:
     data["variants"]["float"]["protocols"]["st"]["pr_curves"]["mean"] = [0.5]
     with pytest.raises(InputError, match=r"expected 101 precision values .* got 1 values"):
         render_report(validate(data), tmp_path)
+
+
+def _run_rows(out: Path) -> dict[str, str]:
+    frame = pd.read_csv(out / "run.csv", keep_default_na=False)
+    return {str(f).strip(): str(v) for f, v in zip(frame["field"], frame["value"], strict=True)}
+
+
+def test_card_figure_is_context_when_the_run_says_its_set_is_not_the_cards(
+    tmp_path: Path,
+) -> None:
+    # the case: 128 train images set against the card's 5000 val2017 images
+    data = make_record()
+    why = "this run's split is 'train2017', the card's 'val2017'; 128 images scored, 5000 there"
+    data["reference"] = {**REFERENCE, "comparable": False, "why": why}
+    markdown = render_report(validate(data), tmp_path).markdown.read_text()
+    rows = md_table(markdown, "AP50: measured vs published")
+    st = [r for r in rows if r["protocol"] == "st"]
+    assert st and all(r["AP50 published (model card) (%)"] != "n/a" for r in st)  # shown...
+    assert {r["delta measured - published (AP pts)"] for r in rows} == {"n/a"}  # ...no delta
+    assert f"not compared (no delta): {why}." in markdown
+    run = _run_rows(tmp_path)
+    assert run["compared with the card"] == f"no, context only: {why}"
+    # a record that does not say whether it is comparable gets no delta either
+    del data["reference"]["comparable"], data["reference"]["why"]
+    markdown = render_report(validate(data), tmp_path / "old").markdown.read_text()
+    rows = md_table(markdown, "AP50: measured vs published")
+    assert {r["delta measured - published (AP pts)"] for r in rows} == {"n/a"}
+    assert "does not record whether" in markdown
+
+
+def test_provenance_rows_calibration_mapping_duplicates(tmp_path: Path) -> None:
+    data = make_record()
+    data["variants"]["int8"]["calibration"] = {
+        "source": "calib/",
+        "count": 4,
+        "seed": 7,
+        "warning": "only 4 calibration image(s)",
+    }
+    data["variants"]["int8"]["duplicate_detections"] = 3
+    data["variants"]["float"]["class_mapping"] = "by name: 2 of 2 dataset classes"
+    markdown = render_report(validate(data), tmp_path).markdown.read_text()
+    assert "WARNING: only 4 calibration image(s)" in markdown
+    run = _run_rows(tmp_path)
+    assert run["int8: calibration"] == (
+        "4 image(s) from calib/, seed 7 (WARNING: only 4 calibration image(s))"
+    )
+    assert run["int8: duplicate detections"].startswith("WARNING: 3 detection(s)")
+    assert run["float: class mapping"] == "by name: 2 of 2 dataset classes"
+    assert "float: calibration" not in run

@@ -1,5 +1,6 @@
 """The ``evalkit`` command: parse, call the library, render. Exit codes: 0 success,
-1 a check failed, 2 unusable input."""
+1 a check failed, 2 unusable input (a message naming the file or field, no traceback
+unless ``--debug``), 130 interrupted (Ctrl-C)."""
 
 from __future__ import annotations
 
@@ -46,20 +47,42 @@ def build_parser() -> argparse.ArgumentParser:
         description="Reproduce, compare and regression-check edge object detectors.",
     )
     parser.add_argument("--version", action="version", version=f"evalkit {__version__}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the Python traceback of an error instead of only its message",
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.add_parser(subparsers)
     return parser
 
 
+def _os_error(exc: OSError) -> str:
+    """An OSError as a user reads it: what failed, on which file."""
+    names = [str(n) for n in (exc.filename, exc.filename2) if n is not None]
+    what = exc.strerror or str(exc)
+    return f"{' -> '.join(names)}: {what}" if names else what
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    prefix = f"evalkit {args.command}"
     try:
         code: int = args.func(args)
-    except (InputError, UnknownNameError) as exc:
-        print(f"evalkit {args.command}: error: {exc}", file=sys.stderr)
+    except (InputError, UnknownNameError, OSError) as exc:
+        if args.debug:
+            raise
+        problem = _os_error(exc) if isinstance(exc, OSError) else str(exc)
+        print(f"{prefix}: error: {problem}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:
+        if args.debug:
+            raise
+        # RunInterrupted says what is cached; a bare Ctrl-C elsewhere has nothing to keep.
+        print(f"{prefix}: {str(exc) or 'interrupted'}", file=sys.stderr)
+        return 130
     return code
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from evalkit.cli.render import render_eval_result
 from evalkit.datasets.loading import load_ground_truth
 from evalkit.metrics import PROTOCOLS, evaluate, load_coco_results
+from evalkit.metrics.results_file import exact_duplicates
 
 
 def add_parser(subparsers: Any) -> None:
@@ -41,8 +43,16 @@ def run(args: argparse.Namespace) -> int:
     gt = load_ground_truth(args.gt, args.split)
     dets = load_coco_results(args.dets, gt)
     result = evaluate(gt, dets, protocol=args.protocol, iou=args.iou, input_size=args.input_size)
+    # A results file concatenated twice scores lower, as any scorer does; say it happened.
+    duplicates = exact_duplicates(dets)
+    if duplicates:
+        print(
+            f"evalkit evaluate: warning: {args.dets}: {duplicates} detection(s) exactly repeat "
+            "another one (same image, class, box and score); they are scored as given",
+            file=sys.stderr,
+        )
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        print(json.dumps({**result.to_dict(), "duplicate_detections": duplicates}, indent=2))
     else:
         print(render_eval_result(result))
     return 0

@@ -18,6 +18,20 @@ def _int_id(value: Any, field: str, where: str, path: Path) -> int:
     return value
 
 
+def _unique_positions(ids: list[int | str], section: str, path: Path) -> dict[int | str, int]:
+    """id -> position in ``section``; a repeated id is an error naming both records."""
+    positions: dict[int | str, int] = {}
+    for i, key in enumerate(ids):
+        earlier = positions.setdefault(key, i)
+        if earlier != i:
+            raise InputError(
+                f"duplicate id {key} (also {section}[{earlier}]); {section} ids must be unique",
+                path=path,
+                record=f"{section}[{i}]",
+            )
+    return positions
+
+
 def parse_coco_ground_truth(data: Any, path: str | Path = "<memory>") -> GroundTruth:
     """Validate a parsed COCO instances document and turn it into columnar records."""
     path = Path(path)
@@ -45,12 +59,8 @@ def parse_coco_ground_truth(data: Any, path: str | Path = "<memory>") -> GroundT
                 name=str(require(cat, "name", where, path)),
             )
         )
-    image_pos = {im.image_id: i for i, im in enumerate(images)}
-    if len(image_pos) != len(images):
-        raise InputError("duplicate image ids in 'images'", path=path)
-    cat_pos = {c.id: i for i, c in enumerate(categories)}
-    if len(cat_pos) != len(categories):
-        raise InputError("duplicate category ids in 'categories'", path=path)
+    image_pos = _unique_positions([im.image_id for im in images], "images", path)
+    cat_pos = _unique_positions([c.id for c in categories], "categories", path)
 
     annotations = data.get("annotations", [])
     if not isinstance(annotations, list):
@@ -62,6 +72,7 @@ def parse_coco_ground_truth(data: Any, path: str | Path = "<memory>") -> GroundT
     area = np.empty(n, np.float64)
     iscrowd = np.empty(n, bool)
     ann_id = np.empty(n, np.int64)
+    first_with_id: dict[int, int] = {}
     for i, ann in enumerate(annotations):
         where = f"annotations[{i}]"
         img = require(ann, "image_id", where, path)
@@ -90,6 +101,17 @@ def parse_coco_ground_truth(data: Any, path: str | Path = "<memory>") -> GroundT
         )
         iscrowd[i] = bool(ann.get("iscrowd", 0))
         ann_id[i] = _int_id(ann.get("id", i + 1), "id", where, path)
+        if "id" in ann:
+            # pycocotools indexes annotations by id and silently keeps the last of a pair,
+            # so a repeated id would score differently here and there: refuse it.
+            earlier = first_with_id.setdefault(int(ann_id[i]), i)
+            if earlier != i:
+                raise InputError(
+                    f"duplicate annotation id {int(ann_id[i])} (also annotations[{earlier}]); "
+                    "annotation ids must be unique",
+                    path=path,
+                    record=where,
+                )
     return GroundTruth(
         images=tuple(images),
         categories=tuple(categories),

@@ -8,6 +8,7 @@ exactly as pycocotools evaluates it. For VOC ground truth ``image_id`` is the im
 from __future__ import annotations
 
 import json
+import numbers
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,30 @@ import numpy as np
 from evalkit.errors import InputError
 from evalkit.jsonio import as_box, as_number, read_json, require
 from evalkit.types import Detections, GroundTruth
+
+
+def _is_number(value: object) -> bool:
+    # numbers.Real takes numpy scalars too; bool is a Real but never a score or a coordinate.
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def exact_duplicates(dets: Detections) -> int:
+    """How many detections repeat an earlier one exactly (image, class, box and score).
+
+    pycocotools scores every copy, so a results file concatenated twice silently lowers AP;
+    the count lets the caller say so instead.
+    """
+    if len(dets.scores) < 2:
+        return 0
+    rows = np.column_stack(
+        [
+            dets.image_index.astype(np.float64),
+            dets.category_index.astype(np.float64),
+            dets.boxes_xywh_px,
+            dets.scores,
+        ]
+    )
+    return int(len(rows) - len(np.unique(rows, axis=0)))
 
 
 def _category_lookup(gt: GroundTruth) -> dict[Any, int]:
@@ -80,8 +105,11 @@ def parse_coco_results(records: Any, gt: GroundTruth, path: str | Path = "<memor
             and bool(np.isfinite(boxes).all())
             and bool(np.isfinite(scores).all())
             and bool((boxes[:, 2:] >= 0).all())
-            # True == 1 in a dict lookup and np.array turns True into 1.0: refuse bools.
-            and not any(type(r["category_id"]) is bool or type(r["score"]) is bool for r in records)
+            # True == 1 in a dict lookup and np.array turns True and "0.9" into floats: only
+            # real numbers pass the fast path, anything else gets the record-by-record message.
+            and all(_is_number(r["score"]) for r in records)
+            and all(_is_number(v) for r in records for v in r["bbox"])
+            and not any(type(r["category_id"]) is bool for r in records)
         )
     except (KeyError, TypeError, ValueError):
         ok = False

@@ -6,8 +6,10 @@ CSV per table and one PNG per figure, and returns the list of files as a ``Repor
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from evalkit.errors import InputError
 from evalkit.pipeline.result import RunRecord
@@ -106,6 +108,7 @@ def run_info(record: RunRecord, reference: DatasetReference | None) -> Table:
                 f"{model.get('path', 'n/a')} ({model.get('precision', 'n/a')}, decoder {decoder})",
             )
         )
+        rows += _variant_provenance(name, variant)
     nms = {
         ", ".join(f"{k}={v}" for k, v in (variant.get("nms") or {}).items()) or "n/a"
         for variant in record.variants.values()
@@ -122,6 +125,7 @@ def run_info(record: RunRecord, reference: DatasetReference | None) -> Table:
                 f"({PUBLISHED}, protocol {reference.protocol})",
             )
         )
+        rows.append(("compared with the card", card_verdict(record)))
     return make_table(
         "run",
         "Run",
@@ -129,6 +133,40 @@ def run_info(record: RunRecord, reference: DatasetReference | None) -> Table:
         [("field", ""), ("value", "")],
         rows,
     )
+
+
+def card_verdict(record: RunRecord) -> str:
+    """Whether the run's AP is set against the card's, and why (``reference.why``)."""
+    named = record.data.get("reference") or {}
+    if "comparable" not in named:  # written before runs decided it
+        return "context only: this result.json does not record whether it is comparable"
+    verdict = "yes" if named["comparable"] else "no, context only"
+    return f"{verdict}: {named.get('why') or 'no reason recorded'}"
+
+
+def _variant_provenance(name: str, variant: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Class mapping, calibration and duplicate detections of one variant, where recorded."""
+    rows = []
+    if variant.get("class_mapping"):
+        rows.append((f"  {name}: class mapping", str(variant["class_mapping"])))
+    calibration = variant.get("calibration")
+    if calibration:
+        text = (
+            f"{calibration.get('count', 'n/a')} image(s) from {calibration.get('source', 'n/a')}"
+            f", seed {calibration.get('seed', 'n/a')}"
+        )
+        if calibration.get("warning"):
+            text += f" (WARNING: {calibration['warning']})"
+        rows.append((f"  {name}: calibration", text))
+    duplicates = variant.get("duplicate_detections")
+    if duplicates:
+        rows.append(
+            (
+                f"  {name}: duplicate detections",
+                f"WARNING: {duplicates} detection(s) exactly repeat another one",
+            )
+        )
+    return rows
 
 
 def sections(tables: dict[str, Table], plots: dict[str, Plot]) -> tuple[Section, ...]:

@@ -135,9 +135,18 @@ def accuracy(record: RunRecord, reference: DatasetReference | None) -> Table:
         ("GT", INT), ("detections", INT), ("TP", INT), ("FP", INT),
     ]  # fmt: skip
     rows = []
-    # A reference measured on another dataset (the demo's shapes vs COCO) is shown for
-    # context; subtracting it from this run's AP would mean nothing.
-    context_only = bool((record.data.get("reference") or {}).get("context_only"))
+    # The run decided whether it scored the card's own set (reference.comparable); if not,
+    # subtracting the card's AP from this run's would mean nothing: context, no delta.
+    named = record.data.get("reference") or {}
+    context_only = named.get("comparable") is not True
+    why = str(
+        named.get("why")
+        or (
+            "the configuration marks the reference context_only"
+            if named.get("context_only")
+            else "this result.json does not record whether its dataset is the card's"
+        )
+    )
     for name, variant in record.variants.items():
         for protocol, scores in variant["protocols"].items():
             ap = 100 * record.ap50(name, protocol)
@@ -152,8 +161,9 @@ def accuracy(record: RunRecord, reference: DatasetReference | None) -> Table:
         notes.append("No reference in this run: every published figure is n/a.")
     elif context_only:
         notes.append(
-            f"The published figures ({reference.model} on {reference.dataset.name}) were "
-            "measured on another dataset: shown for context only, not compared (no delta)."
+            f"The published figures ({reference.model} on {reference.dataset.name} "
+            f"{reference.dataset.split}) are shown for context only, not compared (no delta): "
+            f"{why}."
         )
     else:
         notes.append(
