@@ -13,7 +13,7 @@ from typing import Any
 
 from evalkit.errors import InputError
 from evalkit.fingerprint import KINDS, Difference, Kind, differences
-from evalkit.pipeline.result import RunRecord
+from evalkit.record import RunRecord
 
 
 def _shared_settings(fingerprint: Mapping[str, Any] | None, shared: Collection[str]) -> Any:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from evalkit.comparable import allowed_warning, label, require_comparable
 from evalkit.errors import InputError
 from evalkit.fingerprint import Difference, Kind
-from evalkit.pipeline.result import RunRecord
+from evalkit.record import RunRecord, dig, finite_number, per_class_ap
 
 Unit = Literal["points", "percent", "count"]
 
@@ -25,25 +24,6 @@ _VARIANT_METRICS = (
     ("model_bytes", ("model", "bytes")),
     ("images_per_s", ("timings", "images_per_s")),
 )
-
-
-def _num(value: Any, where: str, record: RunRecord) -> float:
-    """A finite number from a result file (ints stay ints), or an InputError naming it."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InputError(f"expected a finite number, got {value!r}", path=record.path, record=where)
-    return value
-
-
-def _dig(data: Any, keys: Iterable[str]) -> Any:
-    for key in keys:
-        data = data.get(key) if isinstance(data, dict) else None
-    return data
-
-
-def _per_class(record: RunRecord, variant: str, protocol: str) -> dict[str, float]:
-    at = f"variants.{variant}.protocols.{protocol}.per_class"
-    scores = record.variants[variant]["protocols"][protocol]["per_class"]
-    return {str(c): _num(ap, f"{at}.{c}", record) for c, ap in scores.items()}
 
 
 # ---------------------------------------------------------------- compare
@@ -101,7 +81,7 @@ def _metrics(record: RunRecord) -> dict[tuple[str, str | None, str], tuple[float
         for protocol, scores in data["protocols"].items():
             at = f"variants.{variant}.protocols.{protocol}"
             out[variant, protocol, "AP50"] = (record.ap50(variant, protocol), "points")
-            for cls, ap in _per_class(record, variant, protocol).items():
+            for cls, ap in per_class_ap(record, variant, protocol).items():
                 out[variant, protocol, f"AP50[{cls}]"] = (ap, "points")
             stats = scores.get("stats")
             if stats is not None and (not isinstance(stats, list) or len(stats) != 12):
@@ -110,15 +90,16 @@ def _metrics(record: RunRecord) -> dict[tuple[str, str | None, str], tuple[float
                 )
             for name, value in zip(COCO_STATS, stats or (), strict=False):
                 # pycocotools writes -1 for an area with no ground truth: not a score.
-                if _num(value, f"{at}.stats", record) >= 0:
+                if finite_number(value, f"{at}.stats", record) >= 0:
                     out[variant, protocol, f"stats.{name}"] = (value, "points")
             for key in ("tp", "fp"):
                 if key in scores:
-                    out[variant, protocol, key.upper()] = (_num(scores[key], at, record), "count")
+                    count = finite_number(scores[key], at, record)
+                    out[variant, protocol, key.upper()] = (count, "count")
         for metric, keys in _VARIANT_METRICS:
-            if (value := _dig(data, keys)) is not None:
+            if (value := dig(data, keys)) is not None:
                 where = ".".join(("variants", variant, *keys))
-                out[variant, None, metric] = (_num(value, where, record), "percent")
+                out[variant, None, metric] = (finite_number(value, where, record), "percent")
     return out
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evalkit.api import run
 from evalkit.datasets.synthetic import generate
 from evalkit.errors import InputError
 from evalkit.pipeline.config import (
@@ -25,7 +26,7 @@ from evalkit.pipeline.config import (
     RunConfig,
     VariantConfig,
 )
-from evalkit.pipeline.run import Log, RunOutcome, run
+from evalkit.pipeline.run import Log, RunOutcome
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo_model"
 CHECKPOINT = DEMO_DIR / "ssd_mobilenetv2_demo.pt"

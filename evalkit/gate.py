@@ -32,10 +32,9 @@ from typing import Any, Literal
 import yaml
 
 from evalkit.comparable import allowed_warning, label, require_comparable
-from evalkit.compare import _dig, _num, _per_class
 from evalkit.errors import InputError
 from evalkit.fingerprint import Difference, Kind
-from evalkit.pipeline.result import RunRecord
+from evalkit.record import RunRecord, dig, finite_number, per_class_ap
 
 Status = Literal["pass", "fail", "warn", "skip"]
 Metric = Literal["ap50", "per_class_ap", "latency_p50"]
@@ -154,7 +153,7 @@ def _check_scopes(tol: Tolerances, baseline: RunRecord) -> None:
     scopes: dict[str, list[tuple[str, ...]]] = {
         "ap50": list(pairs),
         "latency_p50_percent": [(v,) for v in baseline.variants],
-        "per_class_ap": [(v, p, c) for v, p in pairs for c in _per_class(baseline, v, p)],
+        "per_class_ap": [(v, p, c) for v, p in pairs for c in per_class_ap(baseline, v, p)],
     }
     for key, known in scopes.items():
         for name in getattr(tol, key).overrides:
@@ -237,8 +236,8 @@ def _ap_checks(
         message = f"{what} missing from the result (the baseline has it)"
         return [Check("ap50", scope, "fail", before, None, None, allowed, message)]
     checks = [_drop_check("ap50", scope, before, result.ap50(variant, protocol), allowed)]
-    after = _per_class(result, variant, protocol)
-    for cls, ap in _per_class(baseline, variant, protocol).items():
+    after = per_class_ap(result, variant, protocol)
+    for cls, ap in per_class_ap(baseline, variant, protocol).items():
         allowed = tol.per_class_ap.at(variant, protocol, cls)
         if cls in after:
             checks.append(_drop_check("per_class_ap", f"{scope}/{cls}", ap, after[cls], allowed))
@@ -256,7 +255,7 @@ def _latency_p50(record: RunRecord, variant: str) -> float | None:
         return None
     keys = ("latency", "summary", "p50_ms")
     where = ".".join(("variants", variant, *keys))
-    value = _num(_dig(record.variants[variant], keys), where, record)
+    value = finite_number(dig(record.variants[variant], keys), where, record)
     if value <= 0:
         raise InputError(f"expected a positive time, got {value!r}", path=record.path, record=where)
     return value

@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from evalkit import __version__
+from evalkit._version import __version__
 
 # Versions worth recording when installed; read from package metadata (no import cost).
 PACKAGES = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import importlib
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
@@ -22,12 +23,23 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, T] = {}
+        self._lazy: dict[str, str] = {}  # name -> "module:attribute", imported on first get
 
     def add(self, name: str, entry: T) -> T:
-        if name in self._entries:
+        if name in self._entries or name in self._lazy:
             raise ValueError(f"{self.kind} {name!r} is already registered")
         self._entries[name] = entry
         return entry
+
+    def add_lazy(self, name: str, target: str) -> None:
+        """Register ``"package.module:attribute"`` without importing it: the module (and the
+        runtime it needs) loads on the first :meth:`get`, and the registry's own module need
+        not import the entry's (which would make an import circle)."""
+        if name in self._entries or name in self._lazy:
+            raise ValueError(f"{self.kind} {name!r} is already registered")
+        if target.count(":") != 1:
+            raise ValueError(f"a lazy {self.kind} is 'module:attribute', got {target!r}")
+        self._lazy[name] = target
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator form of :meth:`add`."""
@@ -37,28 +49,38 @@ class Registry(Generic[T]):
 
         return decorate
 
+    def remove(self, name: str) -> None:
+        """Unregister ``name`` (a plug-in's test undoing its registration)."""
+        if self._entries.pop(name, None) is None and self._lazy.pop(name, None) is None:
+            raise UnknownNameError(self._unknown_message(name))
+
     def get(self, name: str) -> T:
+        if name in self._lazy:
+            module, attribute = self._lazy[name].split(":")
+            entry: T = getattr(importlib.import_module(module), attribute)
+            del self._lazy[name]
+            self._entries[name] = entry
         try:
             return self._entries[name]
         except KeyError:
             raise UnknownNameError(self._unknown_message(name)) from None
 
     def _unknown_message(self, name: str) -> str:
-        known = ", ".join(sorted(self._entries)) or "none"
+        known = ", ".join(sorted(self.names())) or "none"
         message = f"unknown {self.kind} {name!r}; known: {known}"
-        close = difflib.get_close_matches(name, list(self._entries), n=1)
+        close = difflib.get_close_matches(name, list(self.names()), n=1)
         if close:
             message += f" (did you mean {close[0]!r}?)"
         return message
 
     def names(self) -> tuple[str, ...]:
-        return tuple(self._entries)
+        return (*self._entries, *self._lazy)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        return name in self._entries or name in self._lazy
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._entries)
+        return iter(self.names())
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._entries) + len(self._lazy)

@@ -13,12 +13,12 @@ import yaml
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from evalkit.api import run
 from evalkit.cli import main
 from evalkit.errors import InputError, RunInterrupted
 from evalkit.pipeline import predict as predict_module
 from evalkit.pipeline.config import describe_fields, load_config
 from evalkit.pipeline.result import load_result
-from evalkit.pipeline.run import run
 
 LIMIT = 12
 

@@ -8,7 +8,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from evalkit import __version__
+from evalkit._version import __version__
 from evalkit.cli import bench as bench_cmd
 from evalkit.cli import check as check_cmd
 from evalkit.cli import compare as compare_cmd

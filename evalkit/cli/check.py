@@ -11,7 +11,7 @@ from typing import Any
 from evalkit.errors import InputError
 from evalkit.fingerprint import KINDS
 from evalkit.gate import HEADERS, CheckReport, Scoped, Tolerances, check, load_tolerances
-from evalkit.pipeline.result import load_result
+from evalkit.record import load_result
 
 _AP50_DROP = 0.5
 _LATENCY_PERCENT = 10.0

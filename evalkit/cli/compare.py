@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from evalkit.cli.check import add_allow_different, text_table
 from evalkit.compare import Comparison, Row, compare
-from evalkit.pipeline.result import load_result
+from evalkit.record import load_result
 
 _UNITS = {"points": " pt", "percent": "%", "count": ""}
 _SIDES: tuple[Literal["a", "b"], ...] = ("a", "b")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evalkit.errors import InputError
+from evalkit.postprocess.nms import NmsSettings  # light: numpy and the C++ kernel only
 
 if TYPE_CHECKING:
     from evalkit.quantize.diagnose import DiagnoseResult
@@ -100,8 +101,9 @@ def _add_diagnose(subparsers: Any) -> None:
     parser.add_argument(
         "--score-threshold",
         type=float,
-        default=0.001,
-        help="NMS score threshold for the detection comparison (default 0.001, as evaluated)",
+        default=NmsSettings.score_threshold,
+        help="NMS score threshold for the detection comparison "
+        f"(default {NmsSettings.score_threshold}, as evaluated)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run_diagnose)
@@ -172,7 +174,6 @@ def render_quantize(result: QuantizeResult) -> str:
 
 def run_diagnose(args: argparse.Namespace) -> int:
     """Parse-call-render for ``evalkit diagnose``."""
-    from evalkit.postprocess.nms import NmsSettings
     from evalkit.quantize import folder_images, sample_images
     from evalkit.quantize.diagnose import diagnose, plot_sqnr
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from evalkit.pipeline.result import load_result
+from evalkit.record import load_result
 
 
 def add_parser(subparsers: Any) -> None:

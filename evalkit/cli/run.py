@@ -6,9 +6,9 @@ import argparse
 import textwrap
 from typing import Any
 
+from evalkit.api import run as run_pipeline
 from evalkit.cli.render import table
 from evalkit.pipeline.config import describe_fields, load_config
-from evalkit.pipeline.run import run as run_pipeline
 
 
 def _epilog() -> str:

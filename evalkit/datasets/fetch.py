@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from tqdm import tqdm
 
-from evalkit import __version__
+from evalkit._version import __version__
 from evalkit.datasets.manifest import MARKER_NAME, ArchiveKind, FileSpec, Manifest
 from evalkit.errors import InputError
 

@@ -11,6 +11,7 @@ together (:mod:`evalkit.pipeline.publish`).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,7 +30,6 @@ from evalkit.pipeline.config import RunConfig, resolved_profile
 from evalkit.pipeline.inputs import limited, open_dataset, with_decoded_sizes
 from evalkit.pipeline.lock import FolderLock
 from evalkit.pipeline.publish import publish, staging_dir
-from evalkit.pipeline.result import SCHEMA_VERSION, RunRecord, validate, write_result
 from evalkit.pipeline.variant import (
     Log,
     PredictedVariant,
@@ -39,10 +39,15 @@ from evalkit.pipeline.variant import (
 )
 from evalkit.postprocess.assemble import to_detections
 from evalkit.provenance import environment
+from evalkit.record import SCHEMA_VERSION, RunRecord, validate, write_result
 from evalkit.references import DatasetReference
 from evalkit.types import EvalResult
 
-__all__ = ["Log", "RunOutcome", "run"]
+__all__ = ["Log", "Render", "RunOutcome", "run"]
+
+# Writes a record's report into a folder and returns its files. The pipeline takes it as an
+# argument (evalkit.api passes evalkit.reports') so that it does not depend on the reports.
+Render = Callable[[RunRecord, Path], Sequence[Path]]
 
 
 @dataclass(frozen=True)
@@ -108,8 +113,9 @@ class _Progress:
         )
 
 
-def run(config: RunConfig, *, log: Log = print) -> RunOutcome:
-    """Evaluate every variant of ``config``; publish detections, result.json and report.
+def run(config: RunConfig, *, log: Log = print, render: Render | None = None) -> RunOutcome:
+    """Evaluate every variant of ``config``; publish detections, result.json and, when
+    ``render`` is given, the report it writes (:func:`evalkit.run` gives evalkit's).
 
     Two phases: every variant's predictions (resumable), then the metrics on the images all
     of them could read. Images that fail to decode are errors (all of them named at once,
@@ -131,7 +137,8 @@ def run(config: RunConfig, *, log: Log = print) -> RunOutcome:
             stage.mkdir(exist_ok=True)
             data = _evaluate(config, out, stage, reference, progress, log)
             write_result(stage / "result.json", data)
-            files = _render(validate(data, stage / "result.json"), reference, stage)
+            staged = validate(data, stage / "result.json")
+            files = tuple(render(staged, stage)) if render is not None else ()
         except KeyboardInterrupt:
             raise RunInterrupted(progress.message()) from None
         publish(out)
@@ -330,9 +337,3 @@ def _decoded_sizes(
             "the decoded size (as the zoo does), see result.json dataset.size_mismatches"
         )
     return with_decoded_sizes(gt, sizes), mismatched
-
-
-def _render(record: RunRecord, reference: DatasetReference | None, stage: Path) -> tuple[Path, ...]:
-    from evalkit.reports import render_report
-
-    return tuple(render_report(record, stage, reference=reference).paths)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.errors import InputError
-from evalkit.pipeline.result import RunRecord
+from evalkit.record import RunRecord
 from evalkit.references import DatasetReference, reference_for
 from evalkit.reports.html import Section, html_document, markdown_document
 from evalkit.reports.plots import Plot, render_plots

@@ -22,7 +22,7 @@ from matplotlib.patches import Patch
 
 from evalkit.errors import InputError
 from evalkit.jsonio import require
-from evalkit.pipeline.result import RunRecord
+from evalkit.record import RunRecord
 from evalkit.references import ORIGIN, DatasetReference
 from evalkit.reports.tables import (
     class_ap,

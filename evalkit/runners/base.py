@@ -251,17 +251,7 @@ RunnerFactory = Callable[..., Runner]
 RUNNERS: Registry[RunnerFactory] = Registry("runner")
 
 
-@RUNNERS.register("onnxruntime")
-def _onnxruntime_runner(model_path: Any, **options: Any) -> Runner:
-    """ONNX model file on onnxruntime's CPU provider (imported only when called)."""
-    from evalkit.runners.onnx import OnnxRunner
-
-    return OnnxRunner(model_path, **options)
-
-
-@RUNNERS.register("torch")
-def _torch_runner(module: Any, **options: Any) -> Runner:
-    """An eager torch.nn.Module on CPU (torch imported only when called)."""
-    from evalkit.runners.torch import TorchRunner
-
-    return TorchRunner(module, **options)
+# Each runner class is its own factory (model, **options); listed lazily so that this module,
+# which they import, does not import them, and onnxruntime or torch load only when used.
+RUNNERS.add_lazy("onnxruntime", "evalkit.runners.onnx:OnnxRunner")
+RUNNERS.add_lazy("torch", "evalkit.runners.torch:TorchRunner")
