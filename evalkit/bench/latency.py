@@ -11,7 +11,6 @@ onnxruntime is imported when a session is built, not when this module is.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -23,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from evalkit.errors import InputError
+from evalkit.hashing import file_sha256
 from evalkit.provenance import environment
 
 __all__ = [
@@ -360,11 +360,7 @@ def _model_file(path: Path) -> ModelFile:
     if not path.is_file():
         problem = "expected an ONNX model file, found a directory" if path.exists() else None
         raise InputError(problem or "file not found", path=path)
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return ModelFile(str(path), path.stat().st_size, digest.hexdigest())
+    return ModelFile(str(path), path.stat().st_size, file_sha256(path))
 
 
 def _create_session(path: Path, threads: int | None, spin: bool) -> tuple[Any, float]:

@@ -40,6 +40,7 @@ from evalkit.datasets.synthetic_render import (
     render_scene,
 )
 from evalkit.errors import InputError
+from evalkit.hashing import file_sha256
 from evalkit.jsonio import read_json
 from evalkit.types import GroundTruth
 
@@ -222,7 +223,7 @@ def _reusable(root: Path, params: Mapping[str, Any]) -> dict[str, Any] | None:
         )
     for relative, digest in manifest.get("files", {}).items():
         path = root / relative
-        if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+        if not path.is_file() or file_sha256(path) != digest:
             return None  # same parameters, damaged files: rewrite them
     return manifest
 

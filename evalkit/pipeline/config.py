@@ -17,6 +17,7 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 import yaml
 
 from evalkit.errors import InputError
+from evalkit.postprocess.decoders import DECODERS
 from evalkit.postprocess.nms import NmsSettings
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -71,7 +72,10 @@ class VariantConfig:
     quantize: QuantizeConfig | None = field(
         default=None, metadata={"help": "build the model with evalkit quantize (zoo settings)"}
     )
-    decoder: str = field(default="auto", metadata={"help": "auto, st-ssd, tfod-ssd or decoded"})
+    decoder: str = field(
+        default="auto",
+        metadata={"help": f"auto (from the outputs) or one of {', '.join(DECODERS.names())}"},
+    )
     model_dir: str = field(
         default="",
         metadata={"help": "tfod-ssd: folder with anchors_ycxchw.npy and coco_labels.txt"},
@@ -93,10 +97,17 @@ class VariantConfig:
 class NmsConfig:
     """TensorFlow combined NMS settings (the zoo's evaluation: 0.5 / 0.001 / 100)."""
 
-    iou_threshold: float = field(default=0.5, metadata={"help": "suppress IoU above this"})
-    score_threshold: float = field(default=0.001, metadata={"help": "keep scores above this"})
-    max_per_class: int = field(default=100, metadata={"help": "kept boxes per class"})
-    max_total: int = field(default=100, metadata={"help": "kept boxes per image"})
+    # The defaults are NmsSettings' (the one place they are written).
+    iou_threshold: float = field(
+        default=NmsSettings.iou_threshold, metadata={"help": "suppress IoU above this"}
+    )
+    score_threshold: float = field(
+        default=NmsSettings.score_threshold, metadata={"help": "keep scores above this"}
+    )
+    max_per_class: int = field(
+        default=NmsSettings.max_per_class, metadata={"help": "kept boxes per class"}
+    )
+    max_total: int = field(default=NmsSettings.max_total, metadata={"help": "kept boxes per image"})
 
 
 @dataclass(frozen=True)
@@ -314,6 +325,16 @@ def check_values(config: RunConfig, source: str) -> None:
                 f"got {name!r}",
                 path=source,
                 record=f"variants.{name}",
+            )
+    for name, variant in config.variants.items():
+        if variant.decoder != "auto" and variant.decoder not in DECODERS:
+            close = difflib.get_close_matches(variant.decoder, DECODERS.names(), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise InputError(
+                f"unknown decoder {variant.decoder!r}{hint}; known: auto, "
+                f"{', '.join(DECODERS.names())}",
+                path=source,
+                record=f"variants.{name}.decoder",
             )
     check_quantize_sources(config.variants, source)
     _known_protocols(config.protocols, source)

@@ -18,13 +18,7 @@ from evalkit.datasets.views import select
 from evalkit.datasets.voc import VOC_CLASSES
 from evalkit.errors import InputError
 from evalkit.pipeline.config import RunConfig, VariantConfig
-from evalkit.postprocess.decoders import (
-    DecodedDecoder,
-    Decoder,
-    StSsdDecoder,
-    TfodSsdDecoder,
-    detect_decoder,
-)
+from evalkit.postprocess.decoders import DECODERS, Decoder, DecoderRequest, detect_decoder
 from evalkit.runners.onnx import OnnxRunner
 from evalkit.types import GroundTruth
 
@@ -98,25 +92,13 @@ def build_decoder(
     if name == "auto":
         name, why = detect_decoder(runner.output_specs())
     names = tuple(variant.class_names) if variant.class_names else None
-    if names is None and name != "tfod-ssd" and dataset.ground_truth.source == "coco":
+    factory = DECODERS.get(name)
+    if names is None and not factory.names_from_model and dataset.ground_truth.source == "coco":
         names = zoo_class_names(dataset, runner.output_specs())
         if names is not None:
             why += "; class names by the zoo's rule (column k = k-th smallest category id)"
-    if name == "tfod-ssd":
-        model_dir = Path(variant.model_dir) if variant.model_dir else model.parent
-        decoder: Decoder = TfodSsdDecoder.from_model_dir(model_dir, model=str(model))
-        if names:
-            decoder = TfodSsdDecoder(
-                anchors_ycxchw=decoder.anchors_ycxchw,  # type: ignore[attr-defined]
-                class_names=names,
-                model=str(model),
-            )
-    elif name == "st-ssd":
-        decoder = StSsdDecoder(class_names=names, model=str(model))
-    elif name == "decoded":
-        decoder = DecodedDecoder(class_names=names, model=str(model))
-    else:
-        raise InputError(f"unknown decoder {name!r}; known: auto, st-ssd, tfod-ssd, decoded")
+    model_dir = Path(variant.model_dir) if variant.model_dir else None
+    decoder = factory.for_request(DecoderRequest(model, names, model_dir))
     return decoder, why
 
 

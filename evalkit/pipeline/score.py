@@ -27,13 +27,11 @@ def evaluate_runner(
     class_names: Sequence[str],
     protocols: Sequence[str] = ALL_PROTOCOLS,
     batch_size: int = 16,
-    score_threshold: float = 0.001,
+    score_threshold: float = NmsSettings.score_threshold,
 ) -> dict[str, EvalResult]:
     """AP of one runner on ``dataset`` through evalkit's own path (st-ssd decode, zoo NMS)."""
     decoder = StSsdDecoder(class_names=tuple(class_names))
-    nms = NmsSettings(
-        iou_threshold=0.5, score_threshold=score_threshold, max_per_class=100, max_total=100
-    )
+    nms = NmsSettings(score_threshold=score_threshold)  # the zoo's NMS otherwise
     predictions = predict(dataset, runner, decoder, nms, batch_size=batch_size, progress=False)
     mapping = map_classes(class_names, dataset.classes)
     dets = to_detections(predictions.per_image, predictions.image_indices, dataset.images, mapping)

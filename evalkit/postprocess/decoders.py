@@ -3,13 +3,13 @@
 Registered in :data:`DECODERS`: ``st-ssd`` (the zoo's raw logits and prior offsets,
 reference-pipeline.md section 4), ``tfod-ssd`` (TF-OD SSD exports cut before their NMS:
 sigmoid scores, column j = COCO category id j, and anchor encodings) and ``decoded``
-(scores and corners computed in the model, the deployed form). :func:`detect_decoder`
-chooses one from output names and shapes and says why.
+(scores and corners computed in the model, the deployed form). The output forms and
+:func:`detect_decoder`, which picks one from names and shapes, live in ``outputs.py``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -18,35 +18,56 @@ import numpy as np
 import numpy.typing as npt
 
 from evalkit.errors import InputError
-from evalkit.models.priors import ZOO_PRIOR_SPECS, ssd_priors
+from evalkit.models.priors import ssd_priors
+from evalkit.postprocess.outputs import (
+    DECODED_BOXES,
+    DECODED_OUTPUT_NAMES,
+    DECODED_SCORES,
+    ST_SSD_CENTER_VARIANCE,
+    ST_SSD_NUM_PRIORS,
+    ST_SSD_OFFSETS,
+    ST_SSD_OUTPUT_NAMES,
+    ST_SSD_SCORES,
+    ST_SSD_SIZE_VARIANCE,
+    TFOD_BOX_ENCODINGS,
+    TFOD_CLASS_SCORES,
+    TFOD_NUM_ANCHORS,
+    TFOD_SCALES,
+    Spec,
+    box_and_score_outputs,
+    detect_decoder,
+)
+from evalkit.postprocess.tfod_labels import load_coco_labels, tfod_class_names
 from evalkit.registry import Registry
 from evalkit.types import DecodedBoxes, RawOutputs
 
 F32 = npt.NDArray[np.float32]
 
-# The zoo form, in the network's return order: class logits (N, 3000, NC+1), background in
-# column 0, then offsets (N, 3000, 4) as (tx, ty, tw, th) against priors (cx, cy, w, h).
-# The zoo's export names only its first output, ``output``; the offsets keep a number the
-# exporter picks, so st-ssd takes "the other output" as the offsets. The torch runner
-# names them ST_SSD_OFFSETS (the export helper's ZOO_OUTPUT_NAMES must keep "output").
-ST_SSD_SCORES = "output"
-ST_SSD_OFFSETS = "offsets"
-ST_SSD_OUTPUT_NAMES = (ST_SSD_SCORES, ST_SSD_OFFSETS)
-ST_SSD_CENTER_VARIANCE = 0.1
-ST_SSD_SIZE_VARIANCE = 0.2
-ST_SSD_NUM_PRIORS = sum(s.feature_map_size**2 * s.priors_per_location for s in ZOO_PRIOR_SPECS)
-
-# The deployed form (models/export.py DEPLOYED_OUTPUT_NAMES): softmax scores with the
-# background column (N, 3000, NC+1) and clipped corners x1, y1, x2, y2 (N, 3000, 4).
-DECODED_SCORES = "scores"
-DECODED_BOXES = "boxes"
-DECODED_OUTPUT_NAMES = (DECODED_SCORES, DECODED_BOXES)
-
-# TF-OD SSD (TFLite_Detection_PostProcess inputs): encodings (ty, tx, th, tw), sigmoid scores.
-TFOD_BOX_ENCODINGS = "box_encodings"
-TFOD_CLASS_SCORES = "class_scores"
-TFOD_NUM_ANCHORS = 1917  # SSD MobileNet 300x300: 19x19x3 + (10x10 + 5x5 + 3x3 + 2x2 + 1) x 6
-TFOD_SCALES = (10.0, 10.0, 5.0, 5.0)  # y, x, h, w scale factors of TF-OD's box coder
+__all__ = [
+    "DECODED_BOXES",
+    "DECODED_OUTPUT_NAMES",
+    "DECODED_SCORES",
+    "DECODERS",
+    "ST_SSD_CENTER_VARIANCE",
+    "ST_SSD_NUM_PRIORS",
+    "ST_SSD_OFFSETS",
+    "ST_SSD_OUTPUT_NAMES",
+    "ST_SSD_SCORES",
+    "ST_SSD_SIZE_VARIANCE",
+    "TFOD_BOX_ENCODINGS",
+    "TFOD_CLASS_SCORES",
+    "TFOD_NUM_ANCHORS",
+    "TFOD_SCALES",
+    "DecodedDecoder",
+    "Decoder",
+    "Spec",
+    "StSsdDecoder",
+    "TfodSsdDecoder",
+    "detect_decoder",
+    "load_coco_labels",
+    "tfod_class_names",
+    "torch_softmax",
+]
 
 # Probabilities from an int8 graph are dequantized values: allow a little past [0, 1].
 _PROBABILITY_SLACK = 1e-2
@@ -139,6 +160,7 @@ class StSsdDecoder:
     """The zoo's ssd_mobilenetv2_pt outputs: softmax scores and prior-decoded corners."""
 
     name: ClassVar[str] = "st-ssd"
+    names_from_model: ClassVar[bool] = False
     priors_cxcywh: Any = None  # (P, 4) (cx, cy, w, h); None: the zoo's 3000 priors
     center_variance: float = ST_SSD_CENTER_VARIANCE
     size_variance: float = ST_SSD_SIZE_VARIANCE
@@ -154,6 +176,10 @@ class StSsdDecoder:
             raise ValueError(f"expected priors of shape (P, 4), got {priors.shape}")
         priors.setflags(write=False)
         object.__setattr__(self, "priors_cxcywh", priors)
+
+    @classmethod
+    def for_request(cls, request: DecoderRequest) -> StSsdDecoder:
+        return cls(class_names=request.class_names, model=str(request.model))
 
     def decode(self, outputs: RawOutputs) -> DecodedBoxes:
         """Softmax over NC+1, drop background; decode offsets with variances; clip."""
@@ -227,6 +253,14 @@ class TfodSsdDecoder:
         anchors.setflags(write=False)
         object.__setattr__(self, "anchors_ycxchw", anchors)
 
+    names_from_model: ClassVar[bool] = True
+
+    @classmethod
+    def for_request(cls, request: DecoderRequest) -> TfodSsdDecoder:
+        named = {"class_names": request.class_names} if request.class_names else {}
+        directory = request.model_dir or request.model.parent
+        return cls.from_model_dir(directory, model=str(request.model), **named)
+
     @classmethod
     def from_model_dir(cls, directory: str | Path, **settings: Any) -> TfodSsdDecoder:
         """Anchors from ``anchors_ycxchw.npy``; class names from ``coco_labels.txt`` if any."""
@@ -289,6 +323,7 @@ class DecodedDecoder:
     """
 
     name: ClassVar[str] = "decoded"
+    names_from_model: ClassVar[bool] = False
     has_background: bool = True
     scores_name: str | None = None
     boxes_name: str | None = None
@@ -296,13 +331,17 @@ class DecodedDecoder:
     clip: bool = False
     model: str = ""
 
+    @classmethod
+    def for_request(cls, request: DecoderRequest) -> DecodedDecoder:
+        return cls(class_names=request.class_names, model=str(request.model))
+
     def decode(self, outputs: RawOutputs) -> DecodedBoxes:
         """Drop the background column if any; boxes passed through (optionally clipped)."""
         boxes_name, scores_name = self.boxes_name, self.scores_name
         if boxes_name is None or scores_name is None:
             specs = {k: tuple(np.shape(v)) for k, v in outputs.tensors.items()}
             try:
-                found_boxes, found_scores, _ = _box_and_score_outputs(specs)
+                found_boxes, found_scores, _ = box_and_score_outputs(specs)
             except InputError as exc:
                 raise _error(f"decoded: {exc}", self.model) from exc
             boxes_name, scores_name = boxes_name or found_boxes, scores_name or found_scores
@@ -327,110 +366,28 @@ class DecodedDecoder:
         }
 
 
-DecoderFactory = Callable[..., Decoder]
+@dataclass(frozen=True)
+class DecoderRequest:
+    """What a run knows when it builds a variant's decoder."""
+
+    model: Path
+    class_names: tuple[str, ...] | None = None  # None: the decoder's own (or none)
+    model_dir: Path | None = None  # a decoder's side files; None: the model's folder
+
+
+class DecoderFactory(Protocol):
+    """A registered decoder: callable with its settings, or built for a run's variant.
+
+    ``names_from_model``: the class names come with the model (a labels file), so a run does
+    not apply the zoo's category-id rule to it."""
+
+    names_from_model: bool
+
+    def __call__(self, *args: Any, **settings: Any) -> Decoder: ...
+
+    def for_request(self, request: DecoderRequest) -> Decoder: ...
+
+
 DECODERS: Registry[DecoderFactory] = Registry("decoder")
-DECODERS.add(StSsdDecoder.name, StSsdDecoder)
-DECODERS.add(TfodSsdDecoder.name, TfodSsdDecoder)
-DECODERS.add(DecodedDecoder.name, DecodedDecoder)
-
-
-def load_coco_labels(path: str | Path) -> dict[int, str]:
-    """``index name`` lines (TF-OD's label files) to COCO category id (index + 1) -> name."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("label file not found (expected `index name` lines)", path=path)
-    labels: dict[int, str] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        index, _, label = line.strip().partition(" ")
-        if not index.isdigit() or not label.strip():
-            raise InputError(
-                f"expected `index name`, got {line!r}", path=path, record=f"line {number}"
-            )
-        category_id = int(index) + 1
-        if category_id in labels:
-            raise InputError(f"index {index} appears twice", path=path, record=f"line {number}")
-        labels[category_id] = label.strip()
-    return labels
-
-
-def tfod_class_names(labels: Mapping[int, str], num_classes: int = 90) -> tuple[str, ...]:
-    """Names of class columns 1..num_classes (COCO ids); ids without a label: ``unused-<id>``."""
-    extra = sorted(i for i in labels if not 1 <= i <= num_classes)
-    if extra:
-        raise InputError(f"label ids {extra} fall outside the model's 1..{num_classes} columns")
-    return tuple(labels.get(i, f"unused-{i}") for i in range(1, num_classes + 1))
-
-
-Spec = Sequence[int | str | None]
-_BOX_NAMES = (DECODED_BOXES, TFOD_BOX_ENCODINGS, ST_SSD_OFFSETS)
-_SCORE_NAMES = (DECODED_SCORES, TFOD_CLASS_SCORES, ST_SSD_SCORES)
-
-
-def _describe(specs: Mapping[str, Spec]) -> str:
-    return ", ".join(f"{name} {tuple(shape)}" for name, shape in specs.items()) or "none"
-
-
-def _box_and_score_outputs(specs: Mapping[str, Spec]) -> tuple[str, str, int | str | None]:
-    """(boxes name, scores name, box count) of a two-output detector, or an InputError."""
-    if len(specs) != 2 or any(len(shape) != 3 for shape in specs.values()):
-        raise InputError(
-            "expected two rank-3 outputs, boxes (N, B, 4) and scores (N, B, C); "
-            f"got {_describe(specs)}"
-        )
-    four = [name for name, shape in specs.items() if shape[2] == 4]
-    if len(four) == 2:  # 4 score columns too: only conventional names can decide
-        four = [n for n in four if n in _BOX_NAMES] or [n for n in four if n not in _SCORE_NAMES]
-    if len(four) != 1:
-        raise InputError(f"cannot tell which output holds the boxes (N, B, 4): {_describe(specs)}")
-    boxes = four[0]
-    scores = next(name for name in specs if name != boxes)
-    count_boxes, count_scores = specs[boxes][1], specs[scores][1]
-    if (
-        isinstance(count_boxes, int)
-        and isinstance(count_scores, int)
-        and count_boxes != count_scores
-    ):
-        raise InputError(f"outputs disagree on the box count B: {_describe(specs)}")
-    return boxes, scores, count_boxes if isinstance(count_boxes, int) else count_scores
-
-
-def detect_decoder(output_specs: Mapping[str, Spec]) -> tuple[str, str]:
-    """(decoder name, why) from output names and shapes; ambiguity lists the candidates."""
-    try:
-        boxes, scores, count = _box_and_score_outputs(output_specs)
-    except InputError as exc:
-        raise InputError(f"no decoder fits: {exc}; pass a decoder explicitly") from exc
-    seen = f"{boxes} {tuple(output_specs[boxes])} and {scores} {tuple(output_specs[scores])}"
-    # Strength 2: names and box count both fit; 1: the shapes fit but the names say nothing.
-    candidates: list[tuple[int, str, str]] = []
-    if (boxes, scores) == (TFOD_BOX_ENCODINGS, TFOD_CLASS_SCORES):
-        candidates.append((2, "tfod-ssd", "TF-OD SSD output names (anchor encodings, sigmoid)"))
-    elif count == TFOD_NUM_ANCHORS:
-        candidates.append((1, "tfod-ssd", f"{count} boxes = TF-OD SSD300 anchors"))
-    if count == ST_SSD_NUM_PRIORS:
-        named = scores == ST_SSD_SCORES
-        why = f"{count} boxes = the zoo's SSD priors" + (
-            f"; {ST_SSD_SCORES!r} is the zoo export's name for its raw class logits"
-            if named
-            else ""
-        )
-        candidates.append((2 if named else 1, "st-ssd", why))
-    named = (boxes, scores) == (DECODED_BOXES, DECODED_SCORES)
-    why = "scores and x1, y1, x2, y2 corners already computed in the model"
-    candidates.append(
-        (2, "decoded", f"the deployed export's names; {why}") if named else (1, "decoded", why)
-    )
-    best = max(strength for strength, _, _ in candidates)
-    top = [(name, why) for strength, name, why in candidates if strength == best]
-    if len(top) > 1:
-        listed = "; ".join(f"{name}: {why}" for name, why in top)
-        raise InputError(
-            f"ambiguous outputs {seen}: raw and decoded forms cannot be told apart from "
-            f"these names and shapes; candidates: {listed}. Pass a decoder explicitly"
-        )
-    name, why = top[0]
-    if name == "decoded" and best == 1:
-        why += f" (no known raw form has {count} boxes, so the outputs are taken as decoded)"
-    return name, f"{name}: outputs {seen}: {why}"
+for _decoder in (StSsdDecoder, TfodSsdDecoder, DecodedDecoder):
+    DECODERS.add(_decoder.name, _decoder)

@@ -217,11 +217,11 @@ def nms_batch(decoded: DecodedBoxes, settings: NmsSettings) -> list[ImageDetecti
 def combined_nms(
     decoded: DecodedBoxes,
     *,
-    score_threshold: float = 0.001,
-    iou_threshold: float = 0.5,
-    max_per_class: int = 100,
-    max_total: int = 100,
-    clip_boxes: bool = True,
+    score_threshold: float = NmsSettings.score_threshold,
+    iou_threshold: float = NmsSettings.iou_threshold,
+    max_per_class: int = NmsSettings.max_per_class,
+    max_total: int = NmsSettings.max_total,
+    clip_boxes: bool = NmsSettings.clip_boxes,
 ) -> list[ImageDetections]:
     """``tf.image.combined_non_max_suppression`` of a batch: one ImageDetections per image."""
     settings = NmsSettings(

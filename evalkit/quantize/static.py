@@ -17,7 +17,6 @@ normalisation is needed; the calibration draw is seeded (see :mod:`.calibration`
 from __future__ import annotations
 
 import difflib
-import hashlib
 import logging
 import os
 import tempfile
@@ -32,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 import numpy as np
 
 from evalkit.errors import InputError
+from evalkit.hashing import file_sha256
 from evalkit.quantize.calibration import CalibrationSample, ImageCalibrationReader
 from evalkit.runners.base import InputSpec, choose_preprocessor
 from evalkit.runners.onnx import detect_precision
@@ -128,11 +128,7 @@ class ModelFileInfo:
     @classmethod
     def of(cls, path: Path) -> ModelFileInfo:
         """Size and digest of ``path``, read in chunks."""
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        return cls(path=path, bytes=path.stat().st_size, sha256=digest.hexdigest())
+        return cls(path=path, bytes=path.stat().st_size, sha256=file_sha256(path))
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "bytes": self.bytes, "sha256": self.sha256}

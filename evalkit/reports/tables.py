@@ -1,129 +1,39 @@
-"""The report's tables as pandas DataFrames, built only from a run record and the model card.
+"""The report's tables as pandas DataFrames, built only from a run record and the model card
+(the Table type and shared readers: ``table_base.py``; the STM32N6 table: ``n6_table.py``).
 
-Every table keeps numbers (AP in percent, the card's unit) with ``<NA>`` where a figure does
-not exist, a format per column for display, and the notes a reader needs to trust it.
 Published figures, measured figures and estimates sit in separate, labelled columns.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
 
-import pandas as pd
-
-from evalkit.bench.stedgeai import OnBoardFigures
 from evalkit.errors import InputError
 from evalkit.jsonio import require
 from evalkit.metrics.coco import STAT_NAMES
-from evalkit.pipeline.result import RunRecord
-from evalkit.references import ORIGIN, PRECISIONS, DatasetReference, Precision
-
-PUBLISHED = ORIGIN  # "published (model card)"
-ESTIMATE = "estimate"
-MIB = 2**20
-KIB = 1024
-AP = ".2f"  # the card's AP50 format
-DELTA = "+.2f"  # AP points; the sign is the news
-INT = ",d"
-
-
-@dataclass(frozen=True, eq=False)
-class Table:
-    """One report table: numbers in ``frame``, a format spec per column ("" = text)."""
-
-    name: str
-    title: str
-    caption: str
-    frame: pd.DataFrame
-    formats: Mapping[str, str]
-    notes: tuple[str, ...] = ()
-
-
-def make_table(
-    name: str,
-    title: str,
-    caption: str,
-    columns: Sequence[tuple[str, str]],
-    rows: Sequence[Sequence[Any]],
-    notes: Sequence[str] = (),
-) -> Table:
-    """A Table whose numeric columns are nullable (Int64/Float64), so ints stay ints."""
-    frame = pd.DataFrame([list(r) for r in rows], columns=[c for c, _ in columns], dtype=object)
-    for column, spec in columns:
-        if spec.endswith("d"):
-            frame[column] = frame[column].astype("Int64")
-        elif spec:
-            frame[column] = frame[column].astype("Float64")
-    return Table(name, title, caption, frame, dict(columns), tuple(notes))
-
-
-def _where(record: RunRecord) -> str:
-    return str(record.path) if record.path is not None else "result.json"
-
-
-def _number(data: Any, key: str, where: str, record: RunRecord) -> float:
-    """``data[key]`` as a float, or an InputError naming the field."""
-    value = require(data, key, where, _where(record))
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InputError(
-            f"expected a number, got {value!r}", path=_where(record), record=f"{where}.{key}"
-        )
-    return float(value)
-
-
-def protocols_of(record: RunRecord) -> tuple[str, ...]:
-    """Every protocol any variant was scored under, in first-seen order."""
-    return tuple(dict.fromkeys(p for v in record.variants for p in record.protocols(v)))
-
-
-def primary_protocol(record: RunRecord, reference: DatasetReference | None) -> str:
-    """The card's protocol when the run has it (``st``), else the first one."""
-    protocols = protocols_of(record)
-    for protocol in (reference.protocol if reference else None, "st"):
-        if protocol in protocols:
-            return protocol
-    return protocols[0]
-
-
-def comparison(record: RunRecord) -> tuple[str, tuple[str, ...]]:
-    """Base variant and the ones compared with it: float vs int8, else the first vs the rest."""
-    names = list(record.variants)
-    base = "float" if "float" in names and "int8" in names else names[0]
-    # sorted is stable: int8 first, the others in run order.
-    return base, tuple(sorted((n for n in names if n != base), key=lambda n: n != "int8"))
-
-
-def precision_of(record: RunRecord, variant: str) -> Precision | None:
-    """float / int8 from the runner's detection, else from the variant's name."""
-    model = record.variants[variant].get("model") or {}
-    for candidate in (model.get("precision"), variant):
-        for precision in PRECISIONS:
-            if candidate == precision:
-                return precision
-    return None
-
-
-def published_ap(reference: DatasetReference | None, precision: Precision | None) -> float | None:
-    """The card's AP50 in percent, with its published digits."""
-    if reference is None or precision is None:
-        return None
-    percent = reference.ap50_float_percent if precision == "float" else reference.ap50_int8_percent
-    return None if percent is None else float(percent)
-
-
-def _ap_or_none(record: RunRecord, variant: str, protocol: str) -> float | None:
-    if protocol not in record.variants[variant]["protocols"]:
-        return None
-    return 100 * record.ap50(variant, protocol)
-
-
-def class_ap(record: RunRecord, variant: str, protocol: str) -> dict[str, float]:
-    """Class name -> AP50 in percent (classes without ground truth are absent)."""
-    scores = record.variants[variant]["protocols"].get(protocol) or {}
-    items = scores.get("per_class", {}).items()
-    return {str(c): 100 * float(ap) for c, ap in items if ap is not None}
+from evalkit.record import RunRecord
+from evalkit.references import DatasetReference
+from evalkit.reports.n6_table import n6_figures
+from evalkit.reports.table_base import (
+    AP,
+    DELTA,
+    ESTIMATE,
+    INT,
+    KIB,
+    MIB,
+    PUBLISHED,
+    Table,
+    _ap_or_none,
+    _number,
+    _where,
+    class_ap,
+    comparison,
+    make_table,
+    precision_of,
+    primary_protocol,
+    protocols_of,
+    published_ap,
+)
 
 
 def accuracy(record: RunRecord, reference: DatasetReference | None) -> Table:
@@ -327,96 +237,25 @@ def host_latency(record: RunRecord, reference: DatasetReference | None) -> Table
     return make_table("host_latency", "Host latency (measured)", caption, columns, rows, notes)
 
 
-def _onboard(record: RunRecord, name: str) -> OnBoardFigures | None:
-    data = record.variants[name].get("onboard")
-    return None if data is None else OnBoardFigures.from_dict(data, path=_where(record))
-
-
-def _version_order(figure: str) -> tuple[bool, tuple[int, ...], str]:
-    """Latency before inferences/s, then by numeric version ("4.0.0" before "10.2.0")."""
-    version = figure.split("STEdgeAI ", 1)[-1].split(" ", 1)[0]
-    numbers = tuple(int(p) for p in version.split(".") if p.isdigit())
-    return (figure.startswith("inferences"), numbers, figure)
-
-
-def n6_figures(record: RunRecord, reference: DatasetReference | None) -> Table:
-    """STM32N6 memory and latency: the card's, on-board reports', and evalkit's estimate."""
-    figures: dict[str, dict[str, float | None]] = {}
-    columns: list[tuple[str, str]] = [("figure", "")]
-
-    def put(figure: str, column: str, value: float | None) -> None:
-        if value is not None:
-            figures.setdefault(figure, {})[column] = value
-
-    memory_rows = ("internal RAM (KiB)", "external RAM (KiB)", "weights flash (KiB)")
-    n6 = reference.n6 if reference is not None else None
-    notes = []
-    if n6 is not None:
-        columns.append((PUBLISHED, ".2f"))
-        card = (n6.internal_ram_kib, n6.external_ram_kib, n6.weights_flash_kib)
-        for figure, kib in zip(memory_rows, card, strict=True):
-            put(figure, PUBLISHED, None if kib is None else float(kib))
-        for version, ms in n6.latency_ms.items():
-            put(f"latency, STEdgeAI {version} (ms)", PUBLISHED, float(ms))
-        for version, rate in n6.inferences_per_s.items():
-            put(f"inferences/s, STEdgeAI {version}", PUBLISHED, float(rate))
-        if n6.memory_stedgeai_version is None:
-            notes.append("The card gives no STEdgeAI version for its memory figures.")
-    for name in record.variants:
-        board = _onboard(record, name)
-        if board is None:
-            continue
-        column = f"measured on board: {name} (STEdgeAI {board.tool_version or 'version n/a'})"
-        columns.append((column, ".2f"))
-        values = (board.internal_ram_kib, board.external_ram_kib, board.weights_flash_kib)
-        for figure, measured in zip(memory_rows, values, strict=True):
-            put(figure, column, measured)
-        put("activations (KiB)", column, board.activations_kib)
-        version = board.tool_version or "version n/a"
-        put(f"latency, STEdgeAI {version} (ms)", column, board.inference_time_ms)
-        put(f"inferences/s, STEdgeAI {version}", column, board.inferences_per_second)
-    for name, variant in record.variants.items():
-        memory = variant.get("memory")
-        if memory is None:
-            continue
-        column = f"{ESTIMATE}: {name} (evalkit, ONNX graph)"
-        columns.append((column, ".2f"))
-        where = f"variants.{name}.memory"
-        largest = _number(memory, "largest_int8_bytes", where, record) / KIB
-        peak = _number(memory, "peak_int8_bytes", where, record) / KIB
-        # The card's external RAM holds the largest int8 activation (150x150x96 for
-        # ssd_mobilenetv2_pt); its internal RAM is compared with our peak of live tensors.
-        put("largest int8 activation (KiB)", column, largest)
-        put("peak live int8 activations (KiB)", column, peak)
-        if n6 is not None and n6.internal_ram_kib:
-            put("peak live / card internal RAM", column, peak / float(n6.internal_ram_kib))
-        if n6 is not None and n6.external_ram_kib:
-            put("largest / card external RAM", column, largest / float(n6.external_ram_kib))
-    if len(columns) == 1:
-        notes.append("No STM32N6 figures: no reference card, on-board report or estimate.")
-    else:
-        notes.append(
-            "Estimates are read from the ONNX graph by evalkit (every activation at 1 byte per "
-            "element; live from producer to last consumer, in node order, with no fusion, "
-            "in-place reuse, tiling or alignment): compare them with the card's RAM, but they "
-            "are not on-board figures."
-        )
-    # Memory first, then latency and rate rows, each in STEdgeAI version order.
-    order = [
-        *memory_rows,
-        "activations (KiB)",
-        "largest int8 activation (KiB)",
-        "largest / card external RAM",
-        "peak live int8 activations (KiB)",
-        "peak live / card internal RAM",
-    ]
-    names = order + sorted((f for f in figures if f not in order), key=_version_order)
-    rows = [[f, *(figures[f].get(c) for c, _ in columns[1:])] for f in names if f in figures]
-    caption = (
-        "STM32N6 memory and latency: the card's figures (published), figures read from "
-        "STEdgeAI reports (measured on board) and evalkit's activation estimate."
-    )
-    return make_table("n6", "STM32N6 memory and latency", caption, columns, rows, notes)
+__all__ = [
+    "AP",
+    "BUILDERS",
+    "DELTA",
+    "ESTIMATE",
+    "INT",
+    "KIB",
+    "MIB",
+    "PUBLISHED",
+    "Table",
+    "build_tables",
+    "class_ap",
+    "comparison",
+    "make_table",
+    "precision_of",
+    "primary_protocol",
+    "protocols_of",
+    "published_ap",
+]
 
 
 BUILDERS: tuple[Callable[[RunRecord, DatasetReference | None], Table], ...] = (

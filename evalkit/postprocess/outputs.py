@@ -1,0 +1,106 @@
+"""The output forms detectors come in (names, shapes, box coder constants), and
+:func:`detect_decoder`, which tells them apart from a model's output specs and says why."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from evalkit.errors import InputError
+from evalkit.models.priors import ZOO_PRIOR_SPECS
+
+# The zoo form, in the network's return order: class logits (N, 3000, NC+1), background in
+# column 0, then offsets (N, 3000, 4) as (tx, ty, tw, th) against priors (cx, cy, w, h).
+# The zoo's export names only its first output, ``output``; the offsets keep a number the
+# exporter picks, so st-ssd takes "the other output" as the offsets. The torch runner
+# names them ST_SSD_OFFSETS (the export helper's ZOO_OUTPUT_NAMES must keep "output").
+ST_SSD_SCORES = "output"
+ST_SSD_OFFSETS = "offsets"
+ST_SSD_OUTPUT_NAMES = (ST_SSD_SCORES, ST_SSD_OFFSETS)
+ST_SSD_CENTER_VARIANCE = 0.1
+ST_SSD_SIZE_VARIANCE = 0.2
+ST_SSD_NUM_PRIORS = sum(s.feature_map_size**2 * s.priors_per_location for s in ZOO_PRIOR_SPECS)
+
+# The deployed form (models/export.py DEPLOYED_OUTPUT_NAMES): softmax scores with the
+# background column (N, 3000, NC+1) and clipped corners x1, y1, x2, y2 (N, 3000, 4).
+DECODED_SCORES = "scores"
+DECODED_BOXES = "boxes"
+DECODED_OUTPUT_NAMES = (DECODED_SCORES, DECODED_BOXES)
+
+# TF-OD SSD (TFLite_Detection_PostProcess inputs): encodings (ty, tx, th, tw), sigmoid scores.
+TFOD_BOX_ENCODINGS = "box_encodings"
+TFOD_CLASS_SCORES = "class_scores"
+TFOD_NUM_ANCHORS = 1917  # SSD MobileNet 300x300: 19x19x3 + (10x10 + 5x5 + 3x3 + 2x2 + 1) x 6
+TFOD_SCALES = (10.0, 10.0, 5.0, 5.0)  # y, x, h, w scale factors of TF-OD's box coder
+
+
+Spec = Sequence[int | str | None]
+_BOX_NAMES = (DECODED_BOXES, TFOD_BOX_ENCODINGS, ST_SSD_OFFSETS)
+_SCORE_NAMES = (DECODED_SCORES, TFOD_CLASS_SCORES, ST_SSD_SCORES)
+
+
+def _describe(specs: Mapping[str, Spec]) -> str:
+    return ", ".join(f"{name} {tuple(shape)}" for name, shape in specs.items()) or "none"
+
+
+def box_and_score_outputs(specs: Mapping[str, Spec]) -> tuple[str, str, int | str | None]:
+    """(boxes name, scores name, box count) of a two-output detector, or an InputError."""
+    if len(specs) != 2 or any(len(shape) != 3 for shape in specs.values()):
+        raise InputError(
+            "expected two rank-3 outputs, boxes (N, B, 4) and scores (N, B, C); "
+            f"got {_describe(specs)}"
+        )
+    four = [name for name, shape in specs.items() if shape[2] == 4]
+    if len(four) == 2:  # 4 score columns too: only conventional names can decide
+        four = [n for n in four if n in _BOX_NAMES] or [n for n in four if n not in _SCORE_NAMES]
+    if len(four) != 1:
+        raise InputError(f"cannot tell which output holds the boxes (N, B, 4): {_describe(specs)}")
+    boxes = four[0]
+    scores = next(name for name in specs if name != boxes)
+    count_boxes, count_scores = specs[boxes][1], specs[scores][1]
+    if (
+        isinstance(count_boxes, int)
+        and isinstance(count_scores, int)
+        and count_boxes != count_scores
+    ):
+        raise InputError(f"outputs disagree on the box count B: {_describe(specs)}")
+    return boxes, scores, count_boxes if isinstance(count_boxes, int) else count_scores
+
+
+def detect_decoder(output_specs: Mapping[str, Spec]) -> tuple[str, str]:
+    """(decoder name, why) from output names and shapes; ambiguity lists the candidates."""
+    try:
+        boxes, scores, count = box_and_score_outputs(output_specs)
+    except InputError as exc:
+        raise InputError(f"no decoder fits: {exc}; pass a decoder explicitly") from exc
+    seen = f"{boxes} {tuple(output_specs[boxes])} and {scores} {tuple(output_specs[scores])}"
+    # Strength 2: names and box count both fit; 1: the shapes fit but the names say nothing.
+    candidates: list[tuple[int, str, str]] = []
+    if (boxes, scores) == (TFOD_BOX_ENCODINGS, TFOD_CLASS_SCORES):
+        candidates.append((2, "tfod-ssd", "TF-OD SSD output names (anchor encodings, sigmoid)"))
+    elif count == TFOD_NUM_ANCHORS:
+        candidates.append((1, "tfod-ssd", f"{count} boxes = TF-OD SSD300 anchors"))
+    if count == ST_SSD_NUM_PRIORS:
+        named = scores == ST_SSD_SCORES
+        why = f"{count} boxes = the zoo's SSD priors" + (
+            f"; {ST_SSD_SCORES!r} is the zoo export's name for its raw class logits"
+            if named
+            else ""
+        )
+        candidates.append((2 if named else 1, "st-ssd", why))
+    named = (boxes, scores) == (DECODED_BOXES, DECODED_SCORES)
+    why = "scores and x1, y1, x2, y2 corners already computed in the model"
+    candidates.append(
+        (2, "decoded", f"the deployed export's names; {why}") if named else (1, "decoded", why)
+    )
+    best = max(strength for strength, _, _ in candidates)
+    top = [(name, why) for strength, name, why in candidates if strength == best]
+    if len(top) > 1:
+        listed = "; ".join(f"{name}: {why}" for name, why in top)
+        raise InputError(
+            f"ambiguous outputs {seen}: raw and decoded forms cannot be told apart from "
+            f"these names and shapes; candidates: {listed}. Pass a decoder explicitly"
+        )
+    name, why = top[0]
+    if name == "decoded" and best == 1:
+        why += f" (no known raw form has {count} boxes, so the outputs are taken as decoded)"
+    return name, f"{name}: outputs {seen}: {why}"
