@@ -60,7 +60,7 @@ def as_box(value: Any, where: str, path: str | Path) -> tuple[float, float, floa
             f"expected bbox [x, y, w, h] of 4 numbers, got {value!r}", path=path, record=where
         )
     # float("3") would accept a string; a box written as text is a broken writer, not a box.
-    if any(isinstance(v, bool) or not isinstance(v, numbers.Real) for v in value):
+    if not all(is_number(v) for v in value):
         raise InputError(
             f"expected bbox [x, y, w, h] of 4 numbers, got {value!r}", path=path, record=where
         )
@@ -72,9 +72,15 @@ def as_box(value: Any, where: str, path: str | Path) -> tuple[float, float, floa
     return x, y, w, h
 
 
+def is_number(value: object) -> bool:
+    """A JSON or numpy number; bool is a Real in Python but never a score or a coordinate,
+    and text that looks like a number is a broken writer."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def as_number(value: Any, field: str, where: str, path: str | Path) -> float:
     """A finite number (bool is not a number here), or an InputError."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not is_number(value):
         raise InputError(f"{field} must be a number, got {value!r}", path=path, record=where)
     number = float(value)
     if not math.isfinite(number):

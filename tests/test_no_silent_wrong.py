@@ -464,3 +464,36 @@ def test_a_real_ctrl_c_on_the_command_line_exits_130(
     assert proc.returncode == 130, err
     assert "interrupted: 6/6 images cached in" in err and "Traceback" not in err
     assert not (Path(config.output) / "result.json").exists()
+
+
+def test_a_run_reuses_its_int8_model_only_while_the_calibration_images_are_unchanged(
+    small_set: tuple[Path, RunConfig], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import evalkit.quantize as quantize_module
+    from evalkit.datasets.dataset import open_coco
+
+    tmp, config = small_set
+    dataset = open_coco(config.dataset.annotations, config.dataset.images)
+    real, made = quantize_module.quantize_model, []
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        made.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(quantize_module, "quantize_model", counting)
+    target = tmp_path / "q" / "int8.onnx"
+    target.parent.mkdir()
+    float_model = tmp / "models" / "float.onnx"
+
+    def quantize() -> Any:
+        return quantize_module.quantize_for_run(
+            float_model, target, dataset, count=2, seed=0, progress=False
+        )
+
+    sample = quantize().calibration
+    quantize()
+    assert len(made) == 1  # same model, settings and images: reused
+    image = sample.files[0]
+    image.write_bytes(image.read_bytes() + b"\0")  # same name, other bytes
+    quantize()
+    assert len(made) == 2  # quantized again from the new bytes, not reused stale

@@ -22,9 +22,9 @@ Figure = Literal[
 EXTERNAL_ADDRESS_MIN = 0x60000000
 # Top-level keys that identify each kind of report (the first of each is the one named when
 # a file has none of them).
-_C_INFO_KEYS = ("json_schema_version", "memory_footprint", "graphs", "memory_pools")
-_REPORT_KEYS = ("rom_size", "ram_size", "rom_n_macc", "report_version")
-_C_INFO_MAJOR = "2"
+C_INFO_KEYS = ("json_schema_version", "memory_footprint", "graphs", "memory_pools")
+REPORT_KEYS = ("rom_size", "ram_size", "rom_n_macc", "report_version")
+C_INFO_MAJOR = "2"
 _INT = "an integer"
 _Name = TypeVar("_Name", bound=str)
 # Lookup tables from the closed sets, so a checked string comes back typed as the Literal.
@@ -142,31 +142,31 @@ class OnBoardFigures:
     def from_dict(cls, data: Any, *, path: str | Path | None = None) -> OnBoardFigures:
         """Read back what ``to_dict`` wrote (e.g. attached to a run record)."""
         where = "onboard figures"
-        record = _object(data, where, path)
+        record = read_object(data, where, path)
         for key in _RECORD_KEYS:
-            _field(record, key, where, path, "a value (null where unavailable)")
+            read_field(record, key, where, path, "a value (null where unavailable)")
         _choice(record["schema"], {SCHEMA: SCHEMA}, "schema", where, path)
-        source = _object(record["source"], "source", path)
+        source = read_object(record["source"], "source", path)
         pools = record["pools"]
         if not isinstance(pools, list):
             raise InputError(f"pools must be a list, got {pools!r}", path=path, record=where)
-        reasons = _object(record["unavailable"], "unavailable", path)
+        reasons = read_object(record["unavailable"], "unavailable", path)
         for reason in reasons.values():
             if not isinstance(reason, str):
                 raise InputError(f"expected a reason string, got {reason!r}", path=path)
         return cls(
             kind=_choice(record["kind"], _KINDS, "kind", where, path),
-            source_path=_string(source, "path", "source", path),
-            source_sha256=_string(source, "sha256", "source", path),
-            schema_version=_opt_string(record, "schema_version", where, path),
-            tool_version=_opt_string(record, "tool_version", where, path),
-            internal_ram_bytes=_opt_int(record, "internal_ram_bytes", where, path),
-            external_ram_bytes=_opt_int(record, "external_ram_bytes", where, path),
-            weights_flash_bytes=_opt_int(record, "weights_flash_bytes", where, path),
-            activations_bytes=_opt_int(record, "activations_bytes", where, path),
-            inference_time_ms=_opt_float(record, "inference_time_ms", where, path),
-            cycles=_opt_int(record, "cycles", where, path),
-            macs=_opt_int(record, "macs", where, path),
+            source_path=read_string(source, "path", "source", path),
+            source_sha256=read_string(source, "sha256", "source", path),
+            schema_version=read_opt_string(record, "schema_version", where, path),
+            tool_version=read_opt_string(record, "tool_version", where, path),
+            internal_ram_bytes=read_opt_int(record, "internal_ram_bytes", where, path),
+            external_ram_bytes=read_opt_int(record, "external_ram_bytes", where, path),
+            weights_flash_bytes=read_opt_int(record, "weights_flash_bytes", where, path),
+            activations_bytes=read_opt_int(record, "activations_bytes", where, path),
+            inference_time_ms=read_opt_float(record, "inference_time_ms", where, path),
+            cycles=read_opt_int(record, "cycles", where, path),
+            macs=read_opt_int(record, "macs", where, path),
             pools=tuple(_pool_from_dict(p, f"pools[{i}]", path) for i, p in enumerate(pools)),
             unavailable=tuple(
                 (_choice(f, _FIGURES, "unavailable figure", where, path), r)
@@ -196,15 +196,15 @@ def parse_address(value: Any, where: str, path: str | Path | None) -> int:
 
 def _pool_from_dict(data: Any, where: str, path: str | Path | None) -> PoolUsage:
     """A pool as ``PoolUsage.to_dict`` wrote it."""
-    record = _object(data, where, path)
+    record = read_object(data, where, path)
     address = record.get("address")
     return PoolUsage(
-        name=_string(record, "name", where, path),
+        name=read_string(record, "name", where, path),
         address=None if address is None else parse_address(address, where, path),
-        size_bytes=_int(record, "size_bytes", where, path, allow_negative=True),
-        used_size_bytes=_opt_int(record, "used_size_bytes", where, path),
+        size_bytes=read_int(record, "size_bytes", where, path, allow_negative=True),
+        used_size_bytes=read_opt_int(record, "used_size_bytes", where, path),
         placement=_choice(record.get("placement"), _PLACEMENTS, "placement", where, path),
-        reason=_string(record, "reason", where, path),
+        reason=read_string(record, "reason", where, path),
     )
 
 
@@ -221,7 +221,7 @@ def _kib(size: int | None) -> float | None:
     return None if size is None else size / 1024
 
 
-def _object(value: Any, where: str, path: str | Path | None) -> dict[str, Any]:
+def read_object(value: Any, where: str, path: str | Path | None) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InputError(
             f"expected a JSON object, got {type(value).__name__}", path=path, record=where
@@ -229,16 +229,16 @@ def _object(value: Any, where: str, path: str | Path | None) -> dict[str, Any]:
     return value
 
 
-def _field(record: dict[str, Any], key: str, where: str, path: Any, expected: str) -> Any:
+def read_field(record: dict[str, Any], key: str, where: str, path: Any, expected: str) -> Any:
     if key not in record:
         raise InputError(f"missing field {key!r} (expected {expected})", path=path, record=where)
     return record[key]
 
 
-def _int(
+def read_int(
     record: dict[str, Any], key: str, where: str, path: Any, *, allow_negative: bool = False
 ) -> int:
-    value = _field(record, key, where, path, _INT)
+    value = read_field(record, key, where, path, _INT)
     # Byte counts sometimes arrive as 245760.0; a fraction or a bool is not a count.
     if isinstance(value, float) and value.is_integer():
         value = int(value)
@@ -249,25 +249,25 @@ def _int(
     return value
 
 
-def _opt_int(
+def read_opt_int(
     record: dict[str, Any], key: str, where: str, path: Any, *, allow_negative: bool = False
 ) -> int | None:
     if record.get(key) is None:
         return None
-    return _int(record, key, where, path, allow_negative=allow_negative)
+    return read_int(record, key, where, path, allow_negative=allow_negative)
 
 
-def _opt_float(record: dict[str, Any], key: str, where: str, path: Any) -> float | None:
+def read_opt_float(record: dict[str, Any], key: str, where: str, path: Any) -> float | None:
     value = record.get(key)
     return None if value is None else as_number(value, key, where, path)
 
 
-def _string(record: dict[str, Any], key: str, where: str, path: Any) -> str:
-    value = _field(record, key, where, path, "a string")
+def read_string(record: dict[str, Any], key: str, where: str, path: Any) -> str:
+    value = read_field(record, key, where, path, "a string")
     if not isinstance(value, str):
         raise InputError(f"{key} must be a string, got {value!r}", path=path, record=where)
     return value
 
 
-def _opt_string(record: dict[str, Any], key: str, where: str, path: Any) -> str | None:
-    return None if record.get(key) is None else _string(record, key, where, path)
+def read_opt_string(record: dict[str, Any], key: str, where: str, path: Any) -> str | None:
+    return None if record.get(key) is None else read_string(record, key, where, path)

@@ -13,24 +13,24 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.bench.onboard import (
-    _C_INFO_KEYS,
-    _C_INFO_MAJOR,
-    _REPORT_KEYS,
+    C_INFO_KEYS,
+    C_INFO_MAJOR,
     EXTERNAL_ADDRESS_MIN,
+    REPORT_KEYS,
     SCHEMA,
     Figure,
     OnBoardFigures,
     Placement,
     PoolUsage,
     ReportKind,
-    _field,
-    _int,
-    _object,
-    _opt_float,
-    _opt_int,
-    _opt_string,
-    _string,
     parse_address,
+    read_field,
+    read_int,
+    read_object,
+    read_opt_float,
+    read_opt_int,
+    read_opt_string,
+    read_string,
 )
 from evalkit.errors import InputError
 from evalkit.hashing import file_sha256
@@ -62,8 +62,8 @@ def import_report(path: str | Path) -> OnBoardFigures:
             else f"a JSON {type(data).__name__}"
         )
         raise InputError(
-            f"not a STEdgeAI report: missing field {_C_INFO_KEYS[0]!r} (network_c_info.json) "
-            f"or {_REPORT_KEYS[0]!r} (network_report.json); found {found}",
+            f"not a STEdgeAI report: missing field {C_INFO_KEYS[0]!r} (network_c_info.json) "
+            f"or {REPORT_KEYS[0]!r} (network_report.json); found {found}",
             path=path,
         )
     if kind == "network_c_info":
@@ -75,9 +75,9 @@ def detect_kind(data: Any) -> ReportKind | None:
     """Which report a parsed JSON document is, from its top-level keys; None if neither."""
     if not isinstance(data, dict):
         return None
-    if any(k in data for k in _C_INFO_KEYS):
+    if any(k in data for k in C_INFO_KEYS):
         return "network_c_info"
-    if any(k in data for k in _REPORT_KEYS):
+    if any(k in data for k in REPORT_KEYS):
         return "network_report"
     return None
 
@@ -86,21 +86,21 @@ def _from_c_info(data: dict[str, Any], path: str, digest: str) -> OnBoardFigures
     """Figures from ``network_c_info.json`` (json_schema_version 2.x)."""
     missing: list[tuple[Figure, str]] = []
     top = "top level"
-    version = _field(data, "json_schema_version", top, path, "a string such as '2.0'")
-    if not isinstance(version, str) or version.split(".")[0] != _C_INFO_MAJOR:
+    version = read_field(data, "json_schema_version", top, path, "a string such as '2.0'")
+    if not isinstance(version, str) or version.split(".")[0] != C_INFO_MAJOR:
         raise InputError(
-            f"json_schema_version must be a {_C_INFO_MAJOR}.x string, got {version!r}",
+            f"json_schema_version must be a {C_INFO_MAJOR}.x string, got {version!r}",
             path=path,
             record=top,
         )
-    raw_footprint = _field(data, "memory_footprint", top, path, "an object")
-    footprint = _object(raw_footprint, "memory_footprint", path)
-    weights = _int(footprint, "weights", "memory_footprint", path)
-    activations = _int(footprint, "activations", "memory_footprint", path)
-    graphs = _field(data, "graphs", top, path, "a non-empty list")
+    raw_footprint = read_field(data, "memory_footprint", top, path, "an object")
+    footprint = read_object(raw_footprint, "memory_footprint", path)
+    weights = read_int(footprint, "weights", "memory_footprint", path)
+    activations = read_int(footprint, "activations", "memory_footprint", path)
+    graphs = read_field(data, "graphs", top, path, "a non-empty list")
     if not isinstance(graphs, list) or not graphs:
         raise InputError(f"graphs must be a non-empty list, got {graphs!r}", path=path, record=top)
-    graph = _object(graphs[0], "graphs[0]", path)
+    graph = read_object(graphs[0], "graphs[0]", path)
 
     pools: tuple[PoolUsage, ...] = ()
     internal: int | None = None
@@ -137,9 +137,9 @@ def _from_c_info(data: dict[str, Any], path: str, digest: str) -> OnBoardFigures
 
 def _classify_pool(pool: Any, where: str, path: str | Path) -> PoolUsage:
     """Apply the zoo's keep/exclude and internal/external rule to one memory pool."""
-    record = _object(pool, where, path)
-    name = _string(record, "name", where, path)
-    size = _int(record, "size_bytes", where, path, allow_negative=True)
+    record = read_object(pool, where, path)
+    name = read_string(record, "name", where, path)
+    size = read_int(record, "size_bytes", where, path, allow_negative=True)
     address = parse_address(record["address"], where, path) if "address" in record else None
     virtual = record.get("virtual", False)
     if not isinstance(virtual, bool):
@@ -147,7 +147,7 @@ def _classify_pool(pool: Any, where: str, path: str | Path) -> PoolUsage:
     subpools = record.get("subpools", [])
     if not isinstance(subpools, list):
         raise InputError(f"subpools must be a list, got {subpools!r}", path=path, record=where)
-    rights = _opt_string(record, "rights", where, path)
+    rights = read_opt_string(record, "rights", where, path)
 
     # Exclusions first, in the reference's order (section 9). ACC_READ pools are read-only
     # memory holding the weights, which the card reports as weights flash, not as RAM.
@@ -161,10 +161,10 @@ def _classify_pool(pool: Any, where: str, path: str | Path) -> PoolUsage:
     elif rights == "ACC_READ":
         excluded = "rights ACC_READ (read-only: weights flash)"
     if excluded is not None:
-        used = _opt_int(record, "used_size_bytes", where, path, allow_negative=True)
+        used = read_opt_int(record, "used_size_bytes", where, path, allow_negative=True)
         return PoolUsage(name, address, size, used, "excluded", excluded)
 
-    used = _int(record, "used_size_bytes", where, path)
+    used = read_int(record, "used_size_bytes", where, path)
     if "EXTERNAL" in name:
         return PoolUsage(name, address, size, used, "external", "name contains EXTERNAL")
     if address is not None and address >= EXTERNAL_ADDRESS_MIN:
@@ -183,9 +183,9 @@ def _exec_time(
         reason = "no graphs[0].exec_time (the report has no on-target validation)"
         missing += [("inference_time", reason), ("cycles", reason)]
         return None, None
-    exec_time = _object(graph["exec_time"], where, path)
-    duration = _opt_float(exec_time, "duration_ms", where, path)
-    cycles = _opt_int(exec_time, "cycles", where, path, allow_negative=True)
+    exec_time = read_object(graph["exec_time"], where, path)
+    duration = read_opt_float(exec_time, "duration_ms", where, path)
+    cycles = read_opt_int(exec_time, "cycles", where, path, allow_negative=True)
     # The zoo's readers default both to -1; zero or below is "not measured", never a time.
     if duration is None or duration <= 0:
         missing.append(("inference_time", f"{where}.duration_ms is {duration} (not measured)"))
@@ -204,14 +204,14 @@ def _tool_version(
     if environment is None:
         missing.append(("tool_version", "no environment in the report"))
         return None
-    tools = _object(environment, "environment", path).get("tools")
+    tools = read_object(environment, "environment", path).get("tools")
     if tools is None or tools == []:
         missing.append(("tool_version", "no environment.tools in the report"))
         return None
     if not isinstance(tools, list):
         raise InputError(f"tools must be a list, got {tools!r}", path=path, record="environment")
-    first = _object(tools[0], "environment.tools[0]", path)
-    version = _opt_string(first, "version", "environment.tools[0]", path)
+    first = read_object(tools[0], "environment.tools[0]", path)
+    version = read_opt_string(first, "version", "environment.tools[0]", path)
     if version is None:
         missing.append(("tool_version", "no environment.tools[0].version"))
     return version
@@ -226,7 +226,9 @@ def _macs(graph: dict[str, Any], path: str | Path, missing: list[tuple[Figure, s
     if not isinstance(nodes, list):
         raise InputError(f"nodes must be a list, got {nodes!r}", path=path, record="graphs[0]")
     return sum(
-        _int(_object(n, f"graphs[0].nodes[{i}]", path), "macc", f"graphs[0].nodes[{i}]", path)
+        read_int(
+            read_object(n, f"graphs[0].nodes[{i}]", path), "macc", f"graphs[0].nodes[{i}]", path
+        )
         for i, n in enumerate(nodes)
     )
 
@@ -234,15 +236,15 @@ def _macs(graph: dict[str, Any], path: str | Path, missing: list[tuple[Figure, s
 def _from_report(data: dict[str, Any], path: str, digest: str) -> OnBoardFigures:
     """Figures from the older ``network_report.json``: activations, weights, MACs."""
     top = "top level"
-    ram = _field(data, "ram_size", top, path, "an integer or a list of integers")
+    ram = read_field(data, "ram_size", top, path, "an integer or a list of integers")
     # X-CUBE-AI <= 8.1 writes ram_size as a list whose first entry is the activations size
     # (the zoo reads [0]); 9.0 and later write a plain integer.
     if isinstance(ram, list):
         if not ram:
             raise InputError("ram_size is an empty list", path=path, record=top)
-        activations = _int({"ram_size[0]": ram[0]}, "ram_size[0]", top, path)
+        activations = read_int({"ram_size[0]": ram[0]}, "ram_size[0]", top, path)
     else:
-        activations = _int(data, "ram_size", top, path)
+        activations = read_int(data, "ram_size", top, path)
     missing: list[tuple[Figure, str]] = [
         ("internal_ram", "network_report.json has no memory pools"),
         ("external_ram", "network_report.json has no memory pools"),
@@ -259,10 +261,10 @@ def _from_report(data: dict[str, Any], path: str, digest: str) -> OnBoardFigures
         tool_version=None,
         internal_ram_bytes=None,
         external_ram_bytes=None,
-        weights_flash_bytes=_int(data, "rom_size", top, path),
+        weights_flash_bytes=read_int(data, "rom_size", top, path),
         activations_bytes=activations,
         inference_time_ms=None,
         cycles=None,
-        macs=_int(data, "rom_n_macc", top, path),
+        macs=read_int(data, "rom_n_macc", top, path),
         unavailable=tuple(missing),
     )

@@ -8,7 +8,6 @@ exactly as pycocotools evaluates it. For VOC ground truth ``image_id`` is the im
 from __future__ import annotations
 
 import json
-import numbers
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,13 +15,8 @@ from typing import Any
 import numpy as np
 
 from evalkit.errors import InputError
-from evalkit.jsonio import as_box, as_number, read_json, require
+from evalkit.jsonio import as_box, as_number, is_number, read_json, require
 from evalkit.types import Detections, GroundTruth
-
-
-def _is_number(value: object) -> bool:
-    # numbers.Real takes numpy scalars too; bool is a Real but never a score or a coordinate.
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def exact_duplicates(dets: Detections) -> int:
@@ -107,8 +101,8 @@ def parse_coco_results(records: Any, gt: GroundTruth, path: str | Path = "<memor
             and bool((boxes[:, 2:] >= 0).all())
             # True == 1 in a dict lookup and np.array turns True and "0.9" into floats: only
             # real numbers pass the fast path, anything else gets the record-by-record message.
-            and all(_is_number(r["score"]) for r in records)
-            and all(_is_number(v) for r in records for v in r["bbox"])
+            and all(is_number(r["score"]) for r in records)
+            and all(is_number(v) for r in records for v in r["bbox"])
             and not any(type(r["category_id"]) is bool for r in records)
         )
     except (KeyError, TypeError, ValueError):

@@ -94,7 +94,8 @@ def quantize_for_run(
         {
             "float": file_sha256(float_path),
             "settings": ZOO_SETTINGS.to_dict(),
-            "calibration": [str(f) for f in sample.files],
+            # Contents, not only names: an image edited in place calibrates differently.
+            "calibration": [[str(f), file_sha256(f)] for f in sample.files],
         }
     )
     if record.is_file() and out_path.is_file():

@@ -42,10 +42,10 @@ from evalkit.quantize.diagnosis import (
     DiagnoseResult,
     OutputError,
     TensorError,
-    _relative,
-    _sqnr,
     match_detections,
     plot_sqnr,
+    relative_noise,
+    sqnr_db,
 )
 from evalkit.quantize.static import load_onnx, refuse_quantized
 from evalkit.runners.onnx import OnnxRunner, detect_precision
@@ -85,8 +85,8 @@ class _Accumulator:
     def result(self, name: str) -> OutputError:
         return OutputError(
             name,
-            _sqnr(self.signal, self.noise),
-            _relative(self.signal, self.noise),
+            sqnr_db(self.signal, self.noise),
+            relative_noise(self.signal, self.noise),
             self.abs_max,
             self.abs_sum / max(self.elements, 1),
         )
@@ -156,9 +156,9 @@ class _Activations:
                 name=name,
                 position=position.get(name, -1),
                 op_type=producer.get(name, "graph input"),
-                sqnr_db=_sqnr(s[0], s[1]),
-                relative_error=_relative(s[0], s[1]),
-                qdq_sqnr_db=_sqnr(s[2], s[3]),
+                sqnr_db=sqnr_db(s[0], s[1]),
+                relative_error=relative_noise(s[0], s[1]),
+                qdq_sqnr_db=sqnr_db(s[2], s[3]),
                 elements=int(s[4]),
             )
             for name, s in self.sums.items()

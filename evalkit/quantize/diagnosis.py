@@ -21,12 +21,12 @@ F64 = npt.NDArray[np.float64]
 PLOT_CAP_DB = 100.0
 
 
-def _sqnr(signal: float, noise: float) -> float:
+def sqnr_db(signal: float, noise: float) -> float:
     """onnxruntime's SQNR in dB from squared norms, with its epsilon floor."""
     return 20 * math.log10(max(math.sqrt(signal), _EPS) / max(math.sqrt(noise), _EPS))
 
 
-def _relative(signal: float, noise: float) -> float:
+def relative_noise(signal: float, noise: float) -> float:
     return math.sqrt(noise) / max(math.sqrt(signal), _EPS)
 
 

@@ -11,15 +11,15 @@ from evalkit.reports.table_base import (
     KIB,
     PUBLISHED,
     Table,
-    _number,
-    _where,
     make_table,
+    number_at,
+    record_path,
 )
 
 
 def _onboard(record: RunRecord, name: str) -> OnBoardFigures | None:
     data = record.variants[name].get("onboard")
-    return None if data is None else OnBoardFigures.from_dict(data, path=_where(record))
+    return None if data is None else OnBoardFigures.from_dict(data, path=record_path(record))
 
 
 def _version_order(figure: str) -> tuple[bool, tuple[int, ...], str]:
@@ -72,8 +72,8 @@ def n6_figures(record: RunRecord, reference: DatasetReference | None) -> Table:
         column = f"{ESTIMATE}: {name} (evalkit, ONNX graph)"
         columns.append((column, ".2f"))
         where = f"variants.{name}.memory"
-        largest = _number(memory, "largest_int8_bytes", where, record) / KIB
-        peak = _number(memory, "peak_int8_bytes", where, record) / KIB
+        largest = number_at(memory, "largest_int8_bytes", where, record) / KIB
+        peak = number_at(memory, "peak_int8_bytes", where, record) / KIB
         # The card's external RAM holds the largest int8 activation (150x150x96 for
         # ssd_mobilenetv2_pt); its internal RAM is compared with our peak of live tensors.
         put("largest int8 activation (KiB)", column, largest)

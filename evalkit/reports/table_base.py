@@ -56,16 +56,16 @@ def make_table(
     return Table(name, title, caption, frame, dict(columns), tuple(notes))
 
 
-def _where(record: RunRecord) -> str:
+def record_path(record: RunRecord) -> str:
     return str(record.path) if record.path is not None else "result.json"
 
 
-def _number(data: Any, key: str, where: str, record: RunRecord) -> float:
+def number_at(data: Any, key: str, where: str, record: RunRecord) -> float:
     """``data[key]`` as a float, or an InputError naming the field."""
-    value = require(data, key, where, _where(record))
+    value = require(data, key, where, record_path(record))
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InputError(
-            f"expected a number, got {value!r}", path=_where(record), record=f"{where}.{key}"
+            f"expected a number, got {value!r}", path=record_path(record), record=f"{where}.{key}"
         )
     return float(value)
 
@@ -110,7 +110,7 @@ def published_ap(reference: DatasetReference | None, precision: Precision | None
     return None if percent is None else float(percent)
 
 
-def _ap_or_none(record: RunRecord, variant: str, protocol: str) -> float | None:
+def ap_or_none(record: RunRecord, variant: str, protocol: str) -> float | None:
     if protocol not in record.variants[variant]["protocols"]:
         return None
     return 100 * record.ap50(variant, protocol)

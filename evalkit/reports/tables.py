@@ -23,16 +23,16 @@ from evalkit.reports.table_base import (
     MIB,
     PUBLISHED,
     Table,
-    _ap_or_none,
-    _number,
-    _where,
+    ap_or_none,
     class_ap,
     comparison,
     make_table,
+    number_at,
     precision_of,
     primary_protocol,
     protocols_of,
     published_ap,
+    record_path,
 )
 
 
@@ -103,7 +103,7 @@ def variant_delta(record: RunRecord, reference: DatasetReference | None) -> Tabl
     for other in others:
         pair = (precision_of(record, base), precision_of(record, other))
         for protocol in protocols_of(record):
-            a, b = _ap_or_none(record, base, protocol), _ap_or_none(record, other, protocol)
+            a, b = ap_or_none(record, base, protocol), ap_or_none(record, other, protocol)
             is_card = reference is not None and protocol == reference.protocol
             card = card_delta if is_card and pair == ("float", "int8") else None
             diff = None if a is None or b is None else b - a
@@ -173,7 +173,7 @@ def coco_stats(record: RunRecord, reference: DatasetReference | None) -> Table:
         if not isinstance(stats, list) or len(stats) != len(STAT_NAMES):
             raise InputError(
                 f"expected {len(STAT_NAMES)} COCO stats, got {stats!r}",
-                path=_where(record),
+                path=record_path(record),
                 record=f"variants.{name}.protocols.coco.stats",
             )
         # pycocotools writes -1 where a stat is undefined (no ground truth of that size).
@@ -224,9 +224,9 @@ def host_latency(record: RunRecord, reference: DatasetReference | None) -> Table
             missing.append(name)
             continue
         where = f"variants.{name}.latency"
-        summary = require(latency, "summary", where, _where(record))
+        summary = require(latency, "summary", where, record_path(record))
         keys = ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "images_per_s")
-        figures = [_number(summary, k, f"{where}.summary", record) for k in keys]
+        figures = [number_at(summary, k, f"{where}.summary", record) for k in keys]
         settings = latency.get("settings") or {}
         threads = settings.get("intra_op_threads")
         rows.append([name, *figures, len(latency.get("raw_ms") or ()), str(threads or "default")])
