@@ -14,22 +14,17 @@ initializer is stored raw. Records ``benchmarks/results/fidelity.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
-import hashlib
-import json
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import onnx
 import torch
+from _results import machine_info, write_results
 
 from evalkit.models.export import OPSET, Exporter, export_onnx
 from evalkit.models.ssd_mobilenetv2 import ssd_mobilenetv2
@@ -45,36 +40,6 @@ PAIRS = (("coco", "voc"), ("voc", "coco_person"))
 REL_TARGET = 1e-3
 # torch <= 2.9 writes a 5-character producer_version ("2.x.y"); a longer one adds bytes.
 PUBLISHED_PRODUCER_VERSION_LEN = 5
-
-
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def machine_info() -> dict[str, Any]:
-    """Platform, Python, package versions and git revision."""
-    git: dict[str, Any] = {}
-    with contextlib.suppress(OSError, subprocess.CalledProcessError):
-        for key, cmd in (("revision", "rev-parse HEAD"), ("dirty", "status --porcelain")):
-            out = subprocess.run(
-                ["git", *cmd.split()], cwd=REPO, capture_output=True, text=True, check=True
-            ).stdout.strip()
-            git[key] = out if key == "revision" else bool(out)
-    digest = hashlib.sha256()
-    for source in sorted((REPO / "evalkit" / "models").rglob("*.py")):
-        digest.update(source.relative_to(REPO).as_posix().encode() + source.read_bytes())
-    git["evalkit_models_sha256"] = digest.hexdigest()[:16]
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "packages": {
-            p: _version(p) for p in ("evalkit", "torch", "onnx", "onnxscript", "protobuf")
-        },
-        "git": git,
-    }
 
 
 def _onnx_facts(path: Path) -> dict[str, Any]:
@@ -227,13 +192,16 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python benchmarks/fidelity.py"
         + "".join(f" {a}" for a in (argv or sys.argv[1:])),
         "settings": {"seed": args.seed, "opset": OPSET, "relative_target": REL_TARGET},
-        "machine": machine_info(),
+        "machine": machine_info(
+            ("torch", "onnx", "onnxscript", "protobuf"),
+            REPO / "evalkit" / "models",
+            "evalkit_models_sha256",
+        ),
         "exporters": blocks,
     }
     print(render_text(record))
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
-    args.output.with_suffix(".md").write_text(render_markdown(record) + "\n")
+    write_results(args.output, record, render_markdown(record))
     main_block = blocks["torchscript"]
     met = all(r["within_target"] for r in main_block["variants"].values()) and all(
         d["exact"] for d in main_block["differences"]

@@ -14,7 +14,6 @@ with the ratio. Recorded in ``benchmarks/results/memory_estimate.{md,json}``.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from _results import write_results
 
 from evalkit.bench.memory import activation_memory
 from evalkit.models.export import export_onnx
@@ -106,15 +106,13 @@ def main() -> int:
     ]
     text = "\n".join(lines) + "\n"
     print(text)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.with_suffix(".md").write_text(text)
     record = {
         "benchmark": "memory_estimate",
         "created": created,
         "rows": rows,
         "environment": environment(),
     }
-    RESULTS.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    write_results(RESULTS, record, text)
     return 0
 
 

@@ -18,11 +18,9 @@ import contextlib
 import cProfile
 import datetime as dt
 import gc
-import hashlib
 import io
 import json
 import os
-import platform
 import pstats
 import resource
 import statistics
@@ -31,11 +29,11 @@ import sys
 import tempfile
 import threading
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _results import machine_info, write_results
 
 SCHEMA_VERSION = 1
 REPO = Path(__file__).resolve().parents[1]
@@ -232,7 +230,7 @@ def _evalkit(gt_path: str, dets_path: str, protocol: str) -> tuple[Any, Any]:
         return gt, load_coco_results(dets_path, gt)
 
     def evaluate(state: tuple[Any, Any]) -> dict[str, Any]:
-        result = evalkit_evaluate(state[0], state[1], protocol=protocol, iou=0.5)
+        result = evalkit_evaluate(state[0], state[1], protocol=protocol, match_iou=0.5)
         stats = None if result.stats is None else [float(s) for s in result.stats]
         return {"stats": stats, "ap50": float(result.ap)}
 
@@ -441,48 +439,6 @@ def render_text(record: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def machine_info() -> dict[str, Any]:
-    """CPU, cores, threads settings, Python, package versions and git revision."""
-    cpu = platform.processor()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    git: dict[str, Any] = {}
-    with contextlib.suppress(OSError, subprocess.CalledProcessError):
-        for key, cmd in (("revision", "rev-parse HEAD"), ("dirty", "status --porcelain")):
-            out = subprocess.run(
-                ["git", *cmd.split()], cwd=REPO, capture_output=True, text=True, check=True
-            ).stdout.strip()
-            git[key] = out if key == "revision" else bool(out)
-    # The engine may be edited in a dirty tree: a digest of its sources says what was measured.
-    digest = hashlib.sha256()
-    for source in sorted((REPO / "evalkit").rglob("*.py")):
-        digest.update(source.relative_to(REPO).as_posix().encode() + source.read_bytes())
-    git["evalkit_sources_sha256"] = digest.hexdigest()[:16]
-    threads = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-    return {
-        "cpu": cpu,
-        "logical_cores": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "thread_env": {v: os.environ.get(v) for v in threads},
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "packages": {
-            p: _version(p) for p in ("evalkit", "numpy", "pycocotools", "faster-coco-eval")
-        },
-        "git": git,
-    }
-
-
 def render_markdown(record: dict[str, Any]) -> str:
     """The recorded results page, rendered only from the JSON record."""
     m, s, w = record["machine"], record["settings"], record["workload"]
@@ -523,7 +479,10 @@ def render_markdown(record: dict[str, Any]) -> str:
 
 def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     """Build the workload, run every contender in its own process, return the record."""
-    machine = machine_info()  # before the runs: the source digest names what is measured
+    # Before the runs: the source digest names what is measured.
+    machine = machine_info(
+        ("numpy", "pycocotools", "faster-coco-eval"), REPO / "evalkit", "evalkit_sources_sha256"
+    )
     with tempfile.TemporaryDirectory(prefix="evalkit-metrics-speed-") as tmp:
         start = time.perf_counter()
         gt, dets = make_workload(args.images, args.seed)
@@ -641,8 +600,7 @@ def main(argv: list[str] | None = None) -> int:
     if record["profile"]:
         print("\ncProfile of one evalkit coco evaluation:\n" + record["profile"])
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
-    args.output.with_suffix(".md").write_text(render_markdown(record))
+    write_results(args.output, record, render_markdown(record))
     print(f"recorded {args.output.with_suffix('.md')} and .json")
     return 0
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import datetime as dt
-import json
 import os
 import pstats
 import statistics
@@ -43,7 +42,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 
-from metrics_speed import machine_info  # noqa: E402  (one source for machine records)
+from _results import machine_info, write_results  # noqa: E402  (shared by benchmarks)
 
 from evalkit.models.priors import ssd_priors  # noqa: E402
 from evalkit.postprocess.nms import NmsSettings, select_batch, select_image  # noqa: E402
@@ -329,7 +328,9 @@ def render_markdown(record: dict[str, Any]) -> str:
 def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     """Build the workloads, time both implementations, return the self-describing record."""
     settings = NmsSettings()
-    machine = machine_info()
+    machine = machine_info(
+        ("numpy", "pycocotools", "faster-coco-eval"), REPO / "evalkit", "evalkit_sources_sha256"
+    )
     load_before = os.getloadavg()[0]
     workloads: dict[str, Any] = {}
     runs: dict[str, Any] = {}
@@ -416,8 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     if record["profile"]:
         print("\n" + record["profile"])
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
-    args.output.with_suffix(".md").write_text(render_markdown(record))
+    write_results(args.output, record, render_markdown(record))
     print(f"recorded {args.output.with_suffix('.md')} and .json")
     return 0
 

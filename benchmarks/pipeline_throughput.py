@@ -17,13 +17,14 @@ The ratio pipeline / bare is the share of the model's own speed the pipeline kee
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from _results import write_results
 
 from evalkit.datasets.dataset import open_coco
 from evalkit.datasets.images import decode_rgb
@@ -127,8 +128,7 @@ def main() -> int:
     print(text)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text(text)
-    out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    write_results(out, record, text)
     return 0
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from _results import write_results
 
 from evalkit.models.export import export_onnx
 from evalkit.models.ssd_mobilenetv2 import ssd_mobilenetv2
@@ -192,8 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(render_text(record))
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
-    args.output.with_suffix(".md").write_text(render_markdown(record))
+    write_results(args.output, record, render_markdown(record))
     met = all(r["within_target"] and r["deterministic"] for r in record["variants"].values())
     print(f"targets {'met' if met else 'NOT met'}; recorded {args.output}.json/.md")
     return 0

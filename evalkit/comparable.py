@@ -60,12 +60,36 @@ def require_comparable(
     return tuple(found)
 
 
-def allowed_warning(found: Collection[Difference]) -> str | None:
-    """The line a report leads with when it compared across allowed differences."""
-    if not found:
-        return None
-    kinds = sorted({d.kind for d in found}, key=KINDS.index)
+def allowed_warning(found: Collection[Difference], notes: Collection[str] = ()) -> str | None:
+    """The line a report leads with when it compared across allowed differences, followed
+    by the hosts' notes (:func:`host_notes`)."""
+    lines = list(notes)
+    if found:
+        kinds = sorted({d.kind for d in found}, key=KINDS.index)
+        lines.insert(
+            0,
+            f"WARNING: compared across DIFFERENT {' AND '.join(k.upper() for k in kinds)} "
+            f"({len(found)} difference(s) allowed): " + "; ".join(d.describe() for d in found),
+        )
+    return "\n".join(lines) or None
+
+
+def host_notes(a: RunRecord, b: RunRecord) -> tuple[str, ...]:
+    """What the two runs' hosts make incomparable without being a dataset or settings
+    difference: int8 models computed with other int8 arithmetic (see
+    :func:`evalkit.provenance.int8_dot_product`) give other outputs from the same file."""
+    if not (_has_int8(a) and _has_int8(b)):
+        return ()
+    kinds = [(r.environment or {}).get("int8_dot_product") for r in (a, b)]
+    if kinds[0] == kinds[1] and kinds[0] is not None:
+        return ()
+    shown = [k or "not recorded" for k in kinds]
     return (
-        f"WARNING: compared across DIFFERENT {' AND '.join(k.upper() for k in kinds)} "
-        f"({len(found)} difference(s) allowed): " + "; ".join(d.describe() for d in found)
+        f"NOTE: int8 figures come from different int8 arithmetic ({shown[0]} vs {shown[1]}): "
+        "the same int8 model scores differently on these CPUs (up to about 1 AP50 point "
+        "measured), so an int8 difference here is partly the host's",
     )
+
+
+def _has_int8(record: RunRecord) -> bool:
+    return any(v.precision == "int8" for v in record.variants.values())

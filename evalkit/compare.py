@@ -6,10 +6,9 @@ from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from evalkit.comparable import allowed_warning, label, require_comparable
-from evalkit.errors import InputError
+from evalkit.comparable import allowed_warning, host_notes, label, require_comparable
 from evalkit.fingerprint import Difference, Kind
-from evalkit.record import RunRecord, dig, finite_number, per_class_ap
+from evalkit.record import RunRecord, VariantRecord
 
 Unit = Literal["points", "percent", "count"]
 
@@ -17,13 +16,16 @@ Unit = Literal["points", "percent", "count"]
 _AP_STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 COCO_STATS = (*_AP_STATS, "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
-# Per-variant figures compared: metric name and where it sits in the variant record.
-_VARIANT_METRICS = (
-    ("latency_p50_ms", ("latency", "summary", "p50_ms")),
-    ("latency_p90_ms", ("latency", "summary", "p90_ms")),
-    ("model_bytes", ("model", "bytes")),
-    ("images_per_s", ("timings", "images_per_s")),
-)
+
+def _variant_metrics(variant: VariantRecord) -> dict[str, float | None]:
+    """The per-variant figures compared (each checked when the record was read)."""
+    latency, model, timings = variant.latency, variant.model, variant.timings
+    return {
+        "latency_p50_ms": None if latency is None else latency.ms("p50"),
+        "latency_p90_ms": None if latency is None else latency.ms("p90"),
+        "model_bytes": None if model is None else model.bytes,
+        "images_per_s": None if timings is None else timings.images_per_s,
+    }
 
 
 # ---------------------------------------------------------------- compare
@@ -55,10 +57,12 @@ class Comparison:
     rows: tuple[Row, ...]
     # Dataset/settings differences the caller allowed (--allow-different); said loudly.
     differences: tuple[Difference, ...] = ()
+    # What the hosts make incomparable (evalkit.comparable.host_notes); said too.
+    notes: tuple[str, ...] = ()
 
     @property
     def warning(self) -> str | None:
-        return allowed_warning(self.differences)
+        return allowed_warning(self.differences, self.notes)
 
     def only_in(self, side: Literal["a", "b"]) -> tuple[Row, ...]:
         """The rows whose metric only run A (or only run B) has."""
@@ -78,28 +82,21 @@ def _metrics(record: RunRecord) -> dict[tuple[str, str | None, str], tuple[float
     """Every comparable number of a run, keyed (variant, protocol, metric), in file order."""
     out: dict[tuple[str, str | None, str], tuple[float, Unit]] = {}
     for variant, data in record.variants.items():
-        for protocol, scores in data["protocols"].items():
-            at = f"variants.{variant}.protocols.{protocol}"
-            out[variant, protocol, "AP50"] = (record.ap50(variant, protocol), "points")
-            for cls, ap in per_class_ap(record, variant, protocol).items():
+        for protocol, scores in data.protocols.items():
+            out[variant, protocol, "AP50"] = (scores.ap50, "points")
+            for cls, ap in scores.per_class.items():
                 out[variant, protocol, f"AP50[{cls}]"] = (ap, "points")
-            stats = scores.get("stats")
-            if stats is not None and (not isinstance(stats, list) or len(stats) != 12):
-                raise InputError(
-                    f"expected 12 numbers, got {stats!r}", path=record.path, record=f"{at}.stats"
-                )
-            for name, value in zip(COCO_STATS, stats or (), strict=False):
+            stats = dict(zip(COCO_STATS, scores.stats, strict=True)) if scores.stats else {}
+            for name, value in stats.items():
                 # pycocotools writes -1 for an area with no ground truth: not a score.
-                if finite_number(value, f"{at}.stats", record) >= 0:
+                if value >= 0:
                     out[variant, protocol, f"stats.{name}"] = (value, "points")
-            for key in ("tp", "fp"):
-                if key in scores:
-                    count = finite_number(scores[key], at, record)
-                    out[variant, protocol, key.upper()] = (count, "count")
-        for metric, keys in _VARIANT_METRICS:
-            if (value := dig(data, keys)) is not None:
-                where = ".".join(("variants", variant, *keys))
-                out[variant, None, metric] = (finite_number(value, where, record), "percent")
+            for key, count in (("TP", scores.tp), ("FP", scores.fp)):
+                if count is not None:
+                    out[variant, protocol, key] = (count, "count")
+        for metric, figure in _variant_metrics(data).items():
+            if figure is not None:
+                out[variant, None, metric] = (figure, "percent")
     return out
 
 
@@ -125,7 +122,7 @@ def compare(a: RunRecord, b: RunRecord, allow: Collection[Kind] = ()) -> Compari
         delta = None if va is None or vb is None else _delta(va[0], vb[0], unit)
         a_value, b_value = (None if v is None else v[0] for v in (va, vb))
         rows.append(Row(key[2], key[0], key[1], a_value, b_value, delta, unit))
-    return Comparison(label(a), label(b), tuple(rows), allowed)
+    return Comparison(label(a), label(b), tuple(rows), allowed, host_notes(a, b))
 
 
 # ---------------------------------------------------------------- tolerances

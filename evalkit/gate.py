@@ -1,150 +1,45 @@
-"""Compare two ``result.json`` records, and gate a run against a baseline (``evalkit check``).
-
-Tolerance file (YAML; every key optional, any other key is an error)::
-
-    ap50:                    # largest AP50 drop that passes, in AP points (0.5 = 0.005 AP50)
-      default: 0.5           #   a plain number means {default: N}
-      int8/st: 1.0           #   overrides by scope: VARIANT or VARIANT/PROTOCOL, '*' for any
-      "*/voc07": 0.8
-    latency_p50_percent: 10  # largest p50 increase that passes, in percent (scope: VARIANT);
-                             #   null disables the latency check
-    per_class_ap: null       # null: per-class AP drops only warn; a number or a mapping like
-                             #   ap50's (scopes down to VARIANT/PROTOCOL/CLASS) fails beyond
-                             #   it; null inside the mapping: warn only, for that scope
-
-The most specific key wins (more parts, then a named part before '*', left to right). A key
-that matches nothing in the baseline is an error, so a typo cannot loosen a gate unnoticed.
-Command-line flags replace only ``default``. A drop equal to its tolerance passes.
-"""
+"""Gate a run against a baseline (``evalkit check``): AP50 and per-class AP drops and the
+latency p50 rise, each against its tolerance (:mod:`evalkit.tolerances`, whose names this
+module also exports)."""
 
 from __future__ import annotations
 
-import difflib
 import html
-import math
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from typing import Literal
 
-import yaml
-
-from evalkit.comparable import allowed_warning, label, require_comparable
+from evalkit.comparable import allowed_warning, host_notes, label, require_comparable
 from evalkit.errors import InputError
 from evalkit.fingerprint import Difference, Kind
-from evalkit.record import RunRecord, dig, finite_number, per_class_ap
+from evalkit.record import RunRecord
+from evalkit.tolerances import (
+    Scoped,
+    Tolerances,
+    load_tolerances,
+    matches,
+    parse_tolerances,
+    suggest,
+)
+
+__all__ = [
+    "HEADERS",
+    "Check",
+    "CheckReport",
+    "Scoped",
+    "Tolerances",
+    "check",
+    "load_tolerances",
+    "parse_tolerances",
+]
 
 Status = Literal["pass", "fail", "warn", "skip"]
 Metric = Literal["ap50", "per_class_ap", "latency_p50"]
 
 # Float noise: 100 * (0.5 - 0.495) is 0.5000000000000004; a drop equal to the tolerance passes.
 _EPS = 1e-9
-
-# Tolerance keys and the deepest scope each accepts (variant, protocol, class).
-_KEYS = {"ap50": 2, "latency_p50_percent": 1, "per_class_ap": 3}
-_FORMS = {1: "VARIANT", 2: "VARIANT or VARIANT/PROTOCOL", 3: "VARIANT[/PROTOCOL[/CLASS]]"}
-
-
-def _suggest(name: str, known: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(known), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _matches(key: str, scope: tuple[str, ...]) -> bool:
-    parts = key.split("/")
-    return len(parts) <= len(scope) and all(
-        p in ("*", s) for p, s in zip(parts, scope[: len(parts)], strict=True)
-    )
-
-
-@dataclass(frozen=True)
-class Scoped:
-    """A tolerance with overrides by scope ('int8', 'int8/st', '*/st', 'int8/st/person')."""
-
-    default: float | None
-    overrides: Mapping[str, float | None] = field(default_factory=dict)
-
-    def at(self, *scope: str) -> float | None:
-        """The tolerance of the most specific key matching ``scope``, else ``default``."""
-        ranked = [
-            ((len(k.split("/")), tuple(p != "*" for p in k.split("/"))), tolerance)
-            for k, tolerance in self.overrides.items()
-            if _matches(k, scope)
-        ]
-        return max(ranked, key=lambda r: r[0])[1] if ranked else self.default
-
-
-@dataclass(frozen=True)
-class Tolerances:
-    """What ``check`` allows: AP drops in points, a latency increase in percent."""
-
-    ap50: Scoped = field(default_factory=lambda: Scoped(0.5))
-    latency_p50_percent: Scoped = field(default_factory=lambda: Scoped(10.0))
-    per_class_ap: Scoped = field(default_factory=lambda: Scoped(None))
-    source: str | None = None  # the file they came from, named in errors
-
-
-def _tolerance(value: Any, key: str, where: str, source: str | None) -> float | None:
-    if value is None and key != "ap50":
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-        expected = "a number >= 0" + ("" if key == "ap50" else " or null")
-        raise InputError(f"expected {expected}, got {value!r}", path=source, record=where)
-    if not math.isfinite(value):
-        raise InputError(f"expected a finite number, got {value!r}", path=source, record=where)
-    return float(value)
-
-
-def _scoped(value: Any, key: str, base: Scoped, source: str | None) -> Scoped:
-    if not isinstance(value, dict):
-        return Scoped(_tolerance(value, key, key, source))
-    default, overrides = base.default, {}
-    for scope, tolerance in value.items():
-        where = f"{key}.{scope}"
-        parsed = _tolerance(tolerance, key, where, source)
-        parts = str(scope).split("/")
-        if scope == "default":
-            default = parsed
-        elif len(parts) > _KEYS[key] or "" in parts:
-            problem = f"a scope is {_FORMS[_KEYS[key]]} or 'default', got {scope!r}"
-            raise InputError(problem, path=source, record=where)
-        else:
-            overrides[str(scope)] = parsed
-    return Scoped(default, overrides)
-
-
-def parse_tolerances(
-    data: Any, base: Tolerances | None = None, source: str | None = None
-) -> Tolerances:
-    """Tolerances from a parsed YAML mapping; the keys it leaves out keep ``base``'s values."""
-    base = base or Tolerances()
-    if not isinstance(data, dict):
-        problem = f"expected a mapping with keys {', '.join(_KEYS)}, got {type(data).__name__}"
-        raise InputError(problem, path=source)
-    for key in data:
-        if key not in _KEYS:
-            problem = f"unknown key {key!r}{_suggest(str(key), _KEYS)}; known: {', '.join(_KEYS)}"
-            raise InputError(problem, path=source, record=str(key))
-
-    def get(key: str) -> Scoped:
-        current: Scoped = getattr(base, key)
-        return _scoped(data[key], key, current, source) if key in data else current
-
-    return Tolerances(get("ap50"), get("latency_p50_percent"), get("per_class_ap"), source)
-
-
-def load_tolerances(path: str | Path, base: Tolerances | None = None) -> Tolerances:
-    """Read a tolerance YAML file (format in this module's docstring), strictly."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise InputError("file not found", path=path) from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise InputError(f"cannot read YAML: {exc}", path=path) from None
-    return parse_tolerances({} if data is None else data, base, str(path))
 
 
 def _check_scopes(tol: Tolerances, baseline: RunRecord) -> None:
@@ -153,15 +48,17 @@ def _check_scopes(tol: Tolerances, baseline: RunRecord) -> None:
     scopes: dict[str, list[tuple[str, ...]]] = {
         "ap50": list(pairs),
         "latency_p50_percent": [(v,) for v in baseline.variants],
-        "per_class_ap": [(v, p, c) for v, p in pairs for c in per_class_ap(baseline, v, p)],
+        "per_class_ap": [
+            (v, p, c) for v, p in pairs for c in baseline.variants[v].protocols[p].per_class
+        ],
     }
     for key, known in scopes.items():
         for name in getattr(tol, key).overrides:
-            if not any(_matches(name, s) for s in known):
+            if not any(matches(name, s) for s in known):
                 names = sorted({"/".join(s[:n]) for s in known for n in range(1, len(s) + 1)})
                 problem = (
                     f"scope {name!r} matches nothing in the baseline {label(baseline)}"
-                    f"{_suggest(name, ['default', *names])}"
+                    f"{suggest(name, ['default', *names])}"
                 )
                 raise InputError(problem, path=tol.source, record=f"{key}.{name}")
 
@@ -236,8 +133,8 @@ def _ap_checks(
         message = f"{what} missing from the result (the baseline has it)"
         return [Check("ap50", scope, "fail", before, None, None, allowed, message)]
     checks = [_drop_check("ap50", scope, before, result.ap50(variant, protocol), allowed)]
-    after = per_class_ap(result, variant, protocol)
-    for cls, ap in per_class_ap(baseline, variant, protocol).items():
+    after = result.variants[variant].protocols[protocol].per_class
+    for cls, ap in baseline.variants[variant].protocols[protocol].per_class.items():
         allowed = tol.per_class_ap.at(variant, protocol, cls)
         if cls in after:
             checks.append(_drop_check("per_class_ap", f"{scope}/{cls}", ap, after[cls], allowed))
@@ -251,13 +148,13 @@ def _ap_checks(
 
 
 def _latency_p50(record: RunRecord, variant: str) -> float | None:
-    if variant not in record.variants or not record.variants[variant].get("latency"):
+    latency = record.variants[variant].latency if variant in record.variants else None
+    if latency is None:
         return None
-    keys = ("latency", "summary", "p50_ms")
-    where = ".".join(("variants", variant, *keys))
-    value = finite_number(dig(record.variants[variant], keys), where, record)
-    if value <= 0:
-        raise InputError(f"expected a positive time, got {value!r}", path=record.path, record=where)
+    value = latency.ms("p50")
+    if value is None:  # a latency pass without its median cannot be gated
+        where = f"variants.{variant}.latency.summary.p50_ms"
+        raise InputError("expected a finite number, got None", path=record.path, record=where)
     return value
 
 
@@ -300,10 +197,12 @@ class CheckReport:
     elapsed_s: float = 0.0
     # Dataset/settings differences the caller allowed (--allow-different); said loudly.
     differences: tuple[Difference, ...] = ()
+    # What the hosts make incomparable (evalkit.comparable.host_notes); said too.
+    notes: tuple[str, ...] = ()
 
     @property
     def warning(self) -> str | None:
-        return allowed_warning(self.differences)
+        return allowed_warning(self.differences, self.notes)
 
     @property
     def passed(self) -> bool:
@@ -335,6 +234,7 @@ class CheckReport:
     def to_markdown(self) -> str:
         """A CI job summary (e.g. ``$GITHUB_STEP_SUMMARY``): headline, then a table."""
         shown, hidden = self.listed()
+        warning = self.warning.splitlines() if self.warning else []
 
         def row(cells: Iterable[str]) -> str:
             # Class names and paths are data: GitHub would render '<b>' or break on '|'.
@@ -348,7 +248,8 @@ class CheckReport:
             "",
             f"Result `{self.result}` against baseline `{self.baseline}`.",
             "",
-            *([f"> **{html.escape(self.warning, quote=False)}**", ""] if self.warning else []),
+            *(f"> **{html.escape(line, quote=False)}**  " for line in warning),
+            *([""] if warning else []),
             row(HEADERS),
             row("---" for _ in HEADERS),
             *(row(c.cells()) for c in shown),
@@ -414,4 +315,11 @@ def check(
             checks += _ap_checks(result, baseline, variant, protocol, tol)
     checks += [_latency_check(result, baseline, v, tol) for v in baseline.variants]
     elapsed = time.perf_counter() - start
-    return CheckReport(label(result), label(baseline), tuple(checks), elapsed, allowed)
+    return CheckReport(
+        label(result),
+        label(baseline),
+        tuple(checks),
+        elapsed,
+        allowed,
+        host_notes(result, baseline),
+    )

@@ -24,6 +24,7 @@ class Registry(Generic[T]):
         self.kind = kind
         self._entries: dict[str, T] = {}
         self._lazy: dict[str, str] = {}  # name -> "module:attribute", imported on first get
+        self._aliases: dict[str, str] = {}  # an old spelling -> the registered name
 
     def add(self, name: str, entry: T) -> T:
         if name in self._entries or name in self._lazy:
@@ -41,6 +42,17 @@ class Registry(Generic[T]):
             raise ValueError(f"a lazy {self.kind} is 'module:attribute', got {target!r}")
         self._lazy[name] = target
 
+    def alias(self, old: str, name: str) -> None:
+        """Let ``old`` (a spelling configurations already use) find ``name``; aliases are
+        not listed by :meth:`names`."""
+        if old in self or name not in self:
+            raise ValueError(f"cannot alias {self.kind} {old!r} to {name!r}")
+        self._aliases[old] = name
+
+    def canonical(self, name: str) -> str:
+        """The registered name behind ``name`` (itself, or what an alias points to)."""
+        return self._aliases.get(name, name)
+
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator form of :meth:`add`."""
 
@@ -55,6 +67,7 @@ class Registry(Generic[T]):
             raise UnknownNameError(self._unknown_message(name))
 
     def get(self, name: str) -> T:
+        name = self.canonical(name)
         if name in self._lazy:
             module, attribute = self._lazy[name].split(":")
             entry: T = getattr(importlib.import_module(module), attribute)
@@ -77,7 +90,7 @@ class Registry(Generic[T]):
         return (*self._entries, *self._lazy)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries or name in self._lazy
+        return name in self._entries or name in self._lazy or name in self._aliases
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())

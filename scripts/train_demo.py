@@ -29,6 +29,7 @@ import torch
 from evalkit.datasets.dataset import Dataset, open_coco
 from evalkit.datasets.synthetic import SyntheticDataset, generate
 from evalkit.hashing import file_sha256
+from evalkit.metrics import DEFAULT_PROTOCOLS as PROTOCOLS
 from evalkit.models.export import export_onnx
 from evalkit.models.ssd_mobilenetv2 import (
     DEMO_EXTRAS,
@@ -48,7 +49,7 @@ from evalkit.models.train import (
     save_state,
     train,
 )
-from evalkit.pipeline.score import ALL_PROTOCOLS, evaluate_runner
+from evalkit.pipeline.score import evaluate_runner
 from evalkit.postprocess.decoders import ST_SSD_OUTPUT_NAMES
 from evalkit.provenance import environment
 from evalkit.runners.torch import TorchRunner
@@ -225,14 +226,10 @@ def evaluate_checkpoint(
     scores: dict[str, Any] = {}
     for label, path in (("float", float_path), ("int8", int8_path)):
         runner = OnnxRunner(path, batch_size=16, threads=args.threads)
-        scores[label] = summary(evaluate_runner(val_set, runner, names, ALL_PROTOCOLS))
+        scores[label] = summary(evaluate_runner(val_set, runner, names, PROTOCOLS))
         scores[label]["onnx_bytes"] = path.stat().st_size
-        print(
-            f"{label}: " + ", ".join(f"{p} {scores[label][p]['ap50']:.4f}" for p in ALL_PROTOCOLS)
-        )
-    drop = {
-        p: round(scores["float"][p]["ap50"] - scores["int8"][p]["ap50"], 6) for p in ALL_PROTOCOLS
-    }
+        print(f"{label}: " + ", ".join(f"{p} {scores[label][p]['ap50']:.4f}" for p in PROTOCOLS))
+    drop = {p: round(scores["float"][p]["ap50"] - scores["int8"][p]["ap50"], 6) for p in PROTOCOLS}
     return {
         "split": "val",
         "path": "export_onnx(form='zoo') -> OnnxRunner -> StSsdDecoder -> NMS -> to_detections "

@@ -31,8 +31,9 @@ def test_real_data_run_matches_its_baseline(
     )
     outcome = run(config, log=lambda _: None)
     # 128 train2017 images are not the card's 5000 val2017 ones: the card is context only.
-    reference = outcome.record.data["reference"]
-    assert reference["comparable"] is False and "5000 on the card" in reference["why"]
+    reference = outcome.record.reference
+    assert reference is not None and reference.comparable is False
+    assert "5000 on the card" in (reference.why or "")
     summary = tmp_path / "summary.md"
     junit = tmp_path / "junit.xml"
     code = main(

@@ -28,10 +28,10 @@ def test_demo_writes_the_contract(demo_run: tuple[Path, RunRecord]) -> None:
     assert set(record.variants) == {"float", "int8", "deployed"}
     assert (out / "report.html").is_file() and (out / "result.json").is_file()
     for variant in record.variants.values():
-        assert set(variant["protocols"]) == {"coco", "st", "voc07", "voc12"}
-        assert (out / variant["detections"]).is_file()
-    assert record.variants["int8"]["model"]["precision"] == "int8"
-    assert record.data["reference"]["context_only"] is True
+        assert set(variant.protocols) == {"coco", "st", "voc07", "voc12"}
+        assert (out / variant.detections).is_file()
+    assert record.variants["int8"].precision == "int8"
+    assert record.reference is not None and record.reference.context_only is True
 
 
 def test_the_demo_model_really_detects(demo_run: tuple[Path, RunRecord]) -> None:

@@ -37,7 +37,7 @@ def _protocol(ap50: float, per_class: dict[str, float], stats: bool) -> dict[str
     out: dict[str, Any] = {
         "AP50": ap50,
         "per_class": per_class,
-        "classes": list(per_class),
+        "classes": [{"name": c, "AP": ap} for c, ap in per_class.items()],
         "num_gt": 100,
         "num_detections": 150,
         "tp": 80,

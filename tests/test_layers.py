@@ -25,7 +25,7 @@ LAYERS = (
     "datasets", "metrics", "models", "runners", "postprocess", "references",
     "quantize", "bench",
     # readers of records
-    "reports", "comparable", "compare", "gate",
+    "reports", "comparable", "compare", "tolerances", "gate",
     # the run, its front door, the demo, the command line
     "pipeline", "api", "demo", "cli", "__main__", "",
 )  # fmt: skip

@@ -52,12 +52,9 @@ def test_a_registered_decoder_runs_end_to_end(
     )
     check_values(config, "c.yaml")  # the configuration knows it by name
     record = run(config, log=lambda _: None).record
-    assert record.variants["plugin"]["decoder"]["name"] == "pass-through"
+    assert record.variants["plugin"].decoder_name == "pass-through"
     for protocol in config.protocols:
-        assert (
-            record.variants["plugin"]["protocols"][protocol]["AP50"]
-            == (record.variants["builtin"]["protocols"][protocol]["AP50"])
-        )
+        assert record.ap50("plugin", protocol) == record.ap50("builtin", protocol)
         assert record.ap50("plugin", protocol) > 0.5
 
 

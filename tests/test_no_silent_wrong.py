@@ -119,7 +119,7 @@ def test_a_second_run_exits_2_naming_the_holder_then_takes_over_a_dead_one(
     assert main(["run", str(path)]) == 0
     out_text, _ = _lines(capsys)
     assert f"took over the lock of an earlier run that is gone (pid {holder.pid}" in out_text
-    assert load_result(out).variants["float"]["protocols"]["coco"]["AP50"] > 0.5
+    assert load_result(out).ap50("float", "coco") > 0.5
     assert not (out / LOCK_NAME).exists()
 
 
@@ -181,16 +181,16 @@ def test_an_interrupted_rerun_leaves_the_old_outputs_whole_and_exits_130(
     assert after == before  # the old run, byte for byte: no new detections beside it
     record = load_result(out)
     ap = _pycocotools_ap50(config.dataset.annotations, out / "detections_float.json")
-    assert record.variants["float"]["protocols"]["coco"]["AP50"] == pytest.approx(ap, abs=1e-12)
+    assert record.ap50("float", "coco") == pytest.approx(ap, abs=1e-12)
     assert len((out / "cache" / "float.jsonl").read_text().splitlines()) == 1 + 2  # kept
 
     monkeypatch.setattr("evalkit.pipeline.variant.predict", real)
     assert main(["run", str(second)]) == 0
     record = load_result(out)
-    assert record.variants["float"]["nms"]["iou_threshold"] == 0.3
-    assert record.variants["float"]["timings"]["cached_images"] == 2  # resumed
+    assert (record.variants["float"].nms or {})["iou_threshold"] == 0.3
+    assert record.variants["float"].timings.cached_images == 2  # resumed
     ap = _pycocotools_ap50(config.dataset.annotations, out / "detections_float.json")
-    assert record.variants["float"]["protocols"]["coco"]["AP50"] == pytest.approx(ap, abs=1e-12)
+    assert record.ap50("float", "coco") == pytest.approx(ap, abs=1e-12)
     assert not (out / STAGING).exists()
 
 
@@ -352,17 +352,18 @@ def test_a_run_records_its_fingerprint_card_verdict_and_calibration(
     out, _ = _lines(capsys)
     assert "[int8] warning: only 3 calibration image(s)" in out
     record = load_result(config.output)
-    calibration = record.variants["int8"]["calibration"]
+    calibration = record.variants["int8"].calibration
     assert (calibration["count"], calibration["seed"]) == (3, 5)
     assert config.dataset.images in calibration["source"]
     assert "at least 10" in calibration["warning"]
-    assert record.variants["float"]["calibration"] is None
-    assert record.variants["float"]["duplicate_detections"] == 0
-    fingerprint = record.data["fingerprint"]
+    assert record.variants["float"].calibration is None
+    assert record.variants["float"].duplicate_detections == 0
+    fingerprint = record.fingerprint
+    assert fingerprint is not None
     assert fingerprint["dataset"]["num_images"] == 6 and fingerprint["dataset"]["split"] == "val"
     assert set(fingerprint["settings"]["variants"]) == {"float", "int8"}
-    reference = record.data["reference"]
-    assert reference is None or reference["comparable"] is False
+    reference = record.reference
+    assert reference is None or reference.comparable is False
 
 
 def test_the_card_is_compared_only_on_its_own_set() -> None:

@@ -62,18 +62,20 @@ def finished(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 def test_outputs_follow_the_contract(finished: Path) -> None:
     record = load_result(finished)
-    assert record.data["schema_version"] == 2
+    assert record.schema_version == 2
     assert set(record.variants) == {"float", "int8"}
-    for name, variant in record.variants.items():
+    written = json.loads((finished / "result.json").read_text())  # the file's own contract
+    assert written == record.to_dict()
+    for name, variant in written["variants"].items():
         assert set(variant["protocols"]) == {"coco", "st", "voc07", "voc12"}
         assert (finished / variant["detections"]).is_file()
         assert variant["model"]["precision"] == ("int8" if name == "int8" else "float")
         assert len(variant["latency"]["raw_ms"]) == 2
         for scores in variant["protocols"].values():
             assert 0 <= scores["AP50"] <= 1 and scores["per_class"]
-    assert record.variants["int8"]["decoder"]["name"] == "tfod-ssd"
-    assert "box_encodings" in record.variants["int8"]["decoder"]["why"]
-    assert record.data["dataset"]["num_images"] == LIMIT
+    assert record.variants["int8"].decoder_name == "tfod-ssd"
+    assert "box_encodings" in (record.variants["int8"].decoder or {})["why"]
+    assert record.dataset.num_images == LIMIT
     assert (finished / "report.html").is_file() and (finished / "report.md").is_file()
 
 
@@ -91,7 +93,7 @@ def test_detections_file_rescored_by_pycocotools(finished: Path, shared_dir: Pat
             "annotations": [a for a in ann["annotations"] if a["image_id"] in set(ids)],
         }
         gt.createIndex()
-        dets = gt.loadRes(str(finished / record.variants["float"]["detections"]))
+        dets = gt.loadRes(str(finished / record.variants["float"].detections))
         cocoeval = COCOeval(gt, dets, "bbox")
         cocoeval.evaluate()
         cocoeval.accumulate()
@@ -124,10 +126,10 @@ def test_killed_run_resumes_to_identical_results(
     lines = (out / "cache" / "float.jsonl").read_text().splitlines()
     assert 1 < len(lines) < LIMIT + 1  # some predictions were kept, not all
     resumed = load_result(run(load_config(path), log=lambda _: None).out_dir)
-    assert resumed.variants["float"]["timings"]["cached_images"] == len(lines) - 1
+    assert resumed.variants["float"].timings.cached_images == len(lines) - 1
     reference = load_result(finished)
     for name in ("float", "int8"):
-        assert resumed.variants[name]["protocols"] == reference.variants[name]["protocols"]
+        assert resumed.variants[name].protocols == reference.variants[name].protocols
         got = json.loads((out / f"detections_{name}.json").read_text())
         want = json.loads((finished / f"detections_{name}.json").read_text())
         assert got == want
@@ -143,9 +145,9 @@ def test_changed_setting_invalidates_the_cache(shared_dir: Path, tmp_path: Path)
     messages: list[str] = []
     outcome = run(load_config(_write(tmp_path / "b.yaml", config)), log=messages.append)
     record = load_result(outcome.out_dir)
-    assert record.variants["float"]["timings"]["cached_images"] == 0
+    assert record.variants["float"].timings.cached_images == 0
     assert any("set aside" in m for m in messages)
-    assert record.variants["float"]["nms"]["iou_threshold"] == 0.6
+    assert (record.variants["float"].nms or {})["iou_threshold"] == 0.6
 
 
 def test_unknown_field_suggests_the_near_match(tmp_path: Path) -> None:

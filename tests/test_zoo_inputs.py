@@ -107,17 +107,17 @@ def test_size_mismatch_and_changed_image_are_reported(
     config = replace(config, dataset=replace(config.dataset, annotations=str(edited)))
     logs: list[str] = []
     first = run(config, log=logs.append).record
-    mismatches = first.data["dataset"]["size_mismatches"]
+    mismatches = first.dataset.size_mismatches or ()
     assert len(mismatches) == 1 and mismatches[0]["image_id"] == ann["images"][0]["id"]
     assert mismatches[0]["decoded"][0] == mismatches[0]["annotated"][0] - 10
-    assert "zoo's rule" in first.variants["float"]["decoder"]["why"]  # no names were given
+    assert "zoo's rule" in (first.variants["float"].decoder or {})["why"]  # no names were given
     # Edit one image in place: same name, same size, other pixels.
     image = Path(config.dataset.images) / ann["images"][1]["file_name"]
     cv2.imwrite(str(image), 255 - cv2.imread(str(image)))
     logs.clear()
     second = run(config, log=logs.append).record
-    timings = second.variants["float"]["timings"]
-    assert timings["changed_images"] == 1 and timings["images"] == 1
+    timings = second.variants["float"].timings
+    assert timings.changed_images == 1 and timings.images == 1
     assert any("1 image(s) changed" in line for line in logs)
 
 
@@ -138,7 +138,7 @@ def test_images_that_fail_to_decode_during_the_run(small_set: tuple[Path, RunCon
     assert len(cache.read_text().splitlines()) == 1 + 4  # header + the four good images
     skipping = replace(config, dataset=replace(config.dataset, skip_bad=True))
     record = run(skipping, log=lambda _: None).record
-    assert record.data["dataset"]["num_images"] == 4
-    skipped = {s["path"].rsplit("/", 1)[-1] for s in record.data["dataset"]["skipped"]}
+    assert record.dataset.num_images == 4
+    skipped = {s.path.rsplit("/", 1)[-1] for s in record.dataset.skipped}
     assert skipped == set(names[1:3])
-    assert record.variants["float"]["timings"]["cached_images"] == 4  # nothing recomputed
+    assert record.variants["float"].timings.cached_images == 4  # nothing recomputed

@@ -23,6 +23,7 @@ import numpy.typing as npt
 
 from evalkit.errors import InputError
 from evalkit.hashing import file_sha256
+from evalkit.onnx_file import cpu_session
 from evalkit.provenance import environment
 
 __all__ = [
@@ -39,7 +40,6 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
-PROVIDER = "CPUExecutionProvider"
 # The interleaving schedule compare_latency uses, recorded in its result.
 COMPARE_SCHEDULE = (
     "runs interleaved one by one in ABBA order (A B, B A, A B, ...); "
@@ -364,24 +364,9 @@ def _model_file(path: Path) -> ModelFile:
 
 
 def _create_session(path: Path, threads: int | None, spin: bool) -> tuple[Any, float]:
-    """A CPU session and the milliseconds its creation took; load errors name the file."""
-    import onnxruntime as ort  # type: ignore[import-untyped, unused-ignore]
-
-    options = ort.SessionOptions()
-    # tf2onnx exports log harmless "unused initializer" warnings on every load.
-    options.log_severity_level = 3
-    if threads is not None:
-        options.intra_op_num_threads = threads
-    # Sequential execution runs one node at a time, so no inter-op pool is used; setting
-    # both explicitly keeps the recorded values true whatever a version's defaults are.
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    """A sequential CPU session and the milliseconds its creation took."""
     start = time.perf_counter_ns()
-    try:
-        session = ort.InferenceSession(str(path), sess_options=options, providers=[PROVIDER])
-    except Exception as exc:  # onnxruntime's pybind errors share no base class but Exception
-        raise InputError(f"onnxruntime cannot load this model: {exc}", path=path) from None
+    session = cpu_session(path, threads, sequential=True, spin=spin)
     return session, (time.perf_counter_ns() - start) / 1e6
 
 

@@ -33,15 +33,16 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     outcome = run_demo(args.out, data=args.data, quiet=args.quiet, latency_runs=args.latency_runs)
     record = outcome.record
-    protocols = ("coco", "st", "voc07", "voc12")
+    protocols = record.protocols(next(iter(record.variants)))  # the demo scores all four
     rows = []
     for name, variant in record.variants.items():
         latency = record.latency_p50_ms(name)
+        size = None if variant.model is None else variant.model.bytes
         rows.append(
             [
                 name,
                 *(f"{100 * record.ap50(name, p):.2f}" for p in protocols),
-                f"{variant['model']['bytes'] / 2**20:.2f}",
+                "-" if size is None else f"{size / 2**20:.2f}",
                 "-" if latency is None else f"{latency:.2f}",
             ]
         )

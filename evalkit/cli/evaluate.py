@@ -28,7 +28,14 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--protocol", default="coco", choices=PROTOCOLS.names(), help="AP protocol (default: coco)"
     )
-    parser.add_argument("--iou", type=float, default=0.5, help="IoU threshold (default 0.5)")
+    parser.add_argument(
+        "--match-iou",
+        "--iou",
+        dest="match_iou",
+        type=float,
+        default=0.5,
+        help="IoU a detection needs to match a ground-truth box (default 0.5)",
+    )
     parser.add_argument(
         "--input-size",
         type=int,
@@ -42,7 +49,9 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     gt = load_ground_truth(args.gt, args.split)
     dets = load_coco_results(args.dets, gt)
-    result = evaluate(gt, dets, protocol=args.protocol, iou=args.iou, input_size=args.input_size)
+    result = evaluate(
+        gt, dets, protocol=args.protocol, match_iou=args.match_iou, input_size=args.input_size
+    )
     # A results file concatenated twice scores lower, as any scorer does; say it happened.
     duplicates = exact_duplicates(dets)
     if duplicates:

@@ -49,7 +49,7 @@ def _add_quantize(subparsers: Any) -> None:
         "--calib-dataset",
         metavar="SPEC",
         help="a dataset's images: coco:ANNOTATIONS.json:IMAGES_DIR, "
-        "coco-person:ANNOTATIONS.json:IMAGES_DIR or voc:YEAR_DIR:SPLIT",
+        "coco_person:ANNOTATIONS.json:IMAGES_DIR or voc:YEAR_DIR:SPLIT",
     )
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--calib-count", type=int, metavar="N", help="draw exactly N images")
@@ -237,7 +237,7 @@ def render_diagnose(result: DiagnoseResult, top: int = 15) -> str:
     d = result.detections
     lines += [
         "",
-        f"Detections after NMS (same class, IoU >= {d.iou_threshold:g}): float "
+        f"Detections after NMS (same class, IoU >= {d.agreement_iou:g}): float "
         f"{d.float_detections}, int8 {d.int8_detections}, matched {d.matched}; precision "
         f"{_fmt(d.precision, '.3f')}, recall {_fmt(d.recall, '.3f')}, mean IoU "
         f"{_fmt(d.mean_iou, '.3f')}",

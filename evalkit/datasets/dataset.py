@@ -1,10 +1,11 @@
 """Datasets: ground truth plus the images it describes, streamed lazily.
 
-``open_coco`` / ``open_voc`` (and the ``coco-person`` view) build a :class:`Dataset`. They
-check the images before any long run starts: a missing file, an image whose size disagrees
-with its annotation or (with ``check="decode"``) one that does not decode is an error naming
-the file and the record; ``skip_bad=True`` instead drops those images and records exactly
-which were skipped and why (``Dataset.skipped``). Nothing is skipped silently.
+``open_coco`` / ``open_voc`` (and the ``coco_person`` view), or any format registered in
+:data:`DATASETS`, build a :class:`Dataset`. They check the images before any long run
+starts: a missing file, an image whose size disagrees with its annotation or (with
+``check="decode"``) one that does not decode is an error naming the file and the record;
+``skip_bad=True`` instead drops those images and records exactly which were skipped and why
+(``Dataset.skipped``). Nothing is skipped silently.
 """
 
 from __future__ import annotations
@@ -246,16 +247,75 @@ def open_voc(
     )
 
 
-DatasetOpener = Callable[..., Dataset]
-DATASETS: Registry[DatasetOpener] = Registry("dataset kind")
-DATASETS.add("coco", open_coco)
-DATASETS.add("voc", open_voc)
+@dataclass(frozen=True)
+class DatasetRequest:
+    """What a dataset configuration names; each format reads the fields it needs."""
+
+    annotations: str = ""
+    images: str = ""
+    root: str = ""
+    split: str = "test"
+    classes: tuple[str, ...] | None = None
+    ignore_classes: tuple[str, ...] = ()
+    skip_bad: bool = False
+    strict_sizes: bool = True
 
 
-def _open_coco_person(
-    annotation_file: str | Path, image_dir: str | Path, **kwargs: object
-) -> Dataset:
-    return open_coco(annotation_file, image_dir, view="person", **kwargs)  # type: ignore[arg-type]
+@dataclass(frozen=True)
+class DatasetFormat:
+    """A dataset layout: how to open it from a request, and which two request fields a
+    ``KIND:FIRST:SECOND`` spec fills (``evalkit quantize --calib-dataset``)."""
+
+    name: str
+    open: Callable[[DatasetRequest], Dataset]
+    spec: tuple[str, str]
+
+    def __call__(self, first: str | Path, second: str | Path, **options: Any) -> Dataset:
+        """Open from the spec's two parts (``coco:ANNOTATIONS:IMAGES``, ``voc:YEAR_DIR:SPLIT``)."""
+        fields: dict[str, Any] = {self.spec[0]: str(first), self.spec[1]: str(second)}
+        return self.open(DatasetRequest(**fields, **options))
 
 
-DATASETS.add("coco-person", _open_coco_person)
+def _coco_request(request: DatasetRequest, view: Literal["all", "person"]) -> Dataset:
+    if request.classes or request.ignore_classes:
+        raise InputError(
+            "dataset.classes and dataset.ignore_classes are for VOC-layout sets; a COCO file "
+            "lists its own categories",
+            record="dataset.classes",
+        )
+    if not request.annotations or not request.images:
+        raise InputError(
+            "dataset.annotations and dataset.images must name a COCO JSON and its images",
+            record="dataset",
+        )
+    return open_coco(
+        request.annotations,
+        request.images,
+        view=view,
+        skip_bad=request.skip_bad,
+        strict_sizes=request.strict_sizes,
+    )
+
+
+def _voc_request(request: DatasetRequest) -> Dataset:
+    if not request.root:
+        raise InputError("dataset.root must name a VOC year directory", record="dataset")
+    return open_voc(
+        request.root,
+        request.split,
+        classes=request.classes or VOC_CLASSES,
+        ignore_classes=request.ignore_classes,
+        skip_bad=request.skip_bad,
+        strict_sizes=request.strict_sizes,
+    )
+
+
+DATASETS: Registry[DatasetFormat] = Registry("dataset kind")
+for _format in (
+    DatasetFormat("coco", lambda r: _coco_request(r, "all"), ("annotations", "images")),
+    DatasetFormat("coco_person", lambda r: _coco_request(r, "person"), ("annotations", "images")),
+    DatasetFormat("voc", _voc_request, ("root", "split")),
+):
+    DATASETS.add(_format.name, _format)
+# The spelling configurations used before the zoo's (and the references') ``coco_person``.
+DATASETS.alias("coco-person", "coco_person")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from evalkit.metrics import coco as _coco  # noqa: F401
 from evalkit.metrics import st as _st  # noqa: F401
 from evalkit.metrics import voc as _voc  # noqa: F401
-from evalkit.metrics.protocol import PROTOCOLS, EvalOptions, Protocol
+from evalkit.metrics.protocol import DEFAULT_PROTOCOLS, PROTOCOLS, EvalOptions, Protocol
 from evalkit.metrics.results_file import load_coco_results, parse_coco_results, write_coco_results
 from evalkit.types import Detections, EvalResult, GroundTruth
 
@@ -20,16 +20,20 @@ def evaluate(
     ground_truth: GroundTruth,
     detections: Detections,
     protocol: str = "coco",
-    iou: float = 0.5,
+    match_iou: float = 0.5,
     input_size: int = 300,
+    *,
+    iou: float | None = None,
 ) -> EvalResult:
-    """Score ``detections`` against ``ground_truth`` under one registered protocol."""
-    return PROTOCOLS.get(protocol).run(
-        ground_truth, detections, EvalOptions(iou=iou, input_size=input_size)
-    )
+    """Score ``detections`` against ``ground_truth`` under one registered protocol;
+    ``match_iou`` is the IoU a detection needs to match a ground-truth box (``iou`` is its
+    earlier name, still accepted)."""
+    options = EvalOptions(match_iou=match_iou if iou is None else iou, input_size=input_size)
+    return PROTOCOLS.get(protocol).run(ground_truth, detections, options)
 
 
 __all__ = [
+    "DEFAULT_PROTOCOLS",
     "PROTOCOLS",
     "EvalOptions",
     "EvalResult",

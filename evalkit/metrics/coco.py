@@ -179,7 +179,7 @@ def _threshold_index(iou: float) -> int:
 
 
 def evaluate_coco(gt: GroundTruth, dets: Detections, options: EvalOptions) -> EvalResult:
-    t = _threshold_index(options.iou)
+    t = _threshold_index(options.match_iou)
     arrays = coco_arrays(gt, dets)
     stats = summarize(arrays)
     by_id = {c.id: c for c in gt.categories}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from evalkit.registry import Registry
 from evalkit.types import Detections, EvalResult, GroundTruth
@@ -12,14 +13,16 @@ from evalkit.types import Detections, EvalResult, GroundTruth
 
 @dataclass(frozen=True)
 class EvalOptions:
-    """Settings every protocol receives. ``input_size`` only matters to ``st``."""
+    """Settings every protocol receives. ``match_iou`` is the IoU at which a detection
+    matches a ground-truth box (not NMS's suppression IoU); ``input_size`` only matters to
+    ``st``."""
 
-    iou: float = 0.5
+    match_iou: float = 0.5
     input_size: int = 300
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.iou <= 1.0:
-            raise ValueError(f"iou must be in (0, 1], got {self.iou}")
+        if not 0.0 < self.match_iou <= 1.0:
+            raise ValueError(f"match_iou must be in (0, 1], got {self.match_iou}")
         if self.input_size <= 0:
             raise ValueError(
                 f"input_size must be a positive number of pixels, got {self.input_size}"
@@ -37,9 +40,16 @@ class Protocol:
     reference: str
     summary: str
     run: Evaluator
+    # Which image sizes the ground truth is scaled by: as annotated, or as the images
+    # decoded (the zoo's st scales by the image it read, reference-pipeline.md 6b.2).
+    image_sizes: Literal["annotated", "decoded"] = "annotated"
 
 
 PROTOCOLS: Registry[Protocol] = Registry("protocol")
+
+# What a run scores unless told otherwise, in the order tables show them: the four protocols
+# of reference-pipeline.md section 5.
+DEFAULT_PROTOCOLS = ("coco", "st", "voc07", "voc12")
 
 
 def register(protocol: Protocol) -> Protocol:

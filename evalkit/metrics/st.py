@@ -119,7 +119,7 @@ def evaluate_st(gt: GroundTruth, dets: Detections, options: EvalOptions) -> Eval
         gt_xyxy=gt_xyxy,
         gt_ignored=np.zeros(gt_rows.shape[0], bool),
         num_classes=num_classes,
-        threshold=options.iou,
+        threshold=options.match_iou,
         pair_iou=iou_st_xyxy,
     )
 
@@ -133,7 +133,7 @@ def evaluate_st(gt: GroundTruth, dets: Detections, options: EvalOptions) -> Eval
     by_id = sorted((c for c in per_class if c.ap is not None), key=lambda c: c.category_id)
     return EvalResult(
         protocol="st",
-        iou=options.iou,
+        iou=options.match_iou,
         ap=mean_ap(by_id),
         per_class=per_class,
         num_images=int(evaluated.sum()),
@@ -141,7 +141,7 @@ def evaluate_st(gt: GroundTruth, dets: Detections, options: EvalOptions) -> Eval
         num_detections=int(det_rows.shape[0]),
         tp=sum(c.tp for c in per_class),
         fp=sum(c.fp for c in per_class),
-        settings={"iou": options.iou, "input_size": options.input_size},
+        settings={"iou": options.match_iou, "input_size": options.input_size},
     )
 
 
@@ -152,5 +152,6 @@ register(
         summary="model-input pixels, rounded detections, +1 IoU, no ignore regions, "
         "101-point trapezoid without envelope",
         run=evaluate_st,
+        image_sizes="decoded",
     )
 )

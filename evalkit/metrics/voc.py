@@ -45,7 +45,7 @@ def evaluate_voc(
         gt_xyxy=xywh_to_xyxy(gt.boxes_xywh_px),
         gt_ignored=gt.difficult,
         num_classes=num_classes,
-        threshold=options.iou,
+        threshold=options.match_iou,
         pair_iou=iou_voc_xyxy,
     )
     npos = np.bincount(gt.category_index[~gt.difficult], minlength=num_classes)
@@ -64,7 +64,7 @@ def evaluate_voc(
     per_class = class_results(curves, gt.categories, npos, score)
     return EvalResult(
         protocol=rules.name,
-        iou=options.iou,
+        iou=options.match_iou,
         ap=mean_ap(per_class),
         per_class=per_class,
         num_images=len(gt.images),
@@ -72,7 +72,7 @@ def evaluate_voc(
         num_detections=len(dets),
         tp=sum(c.tp for c in per_class),
         fp=sum(c.fp for c in per_class),
-        settings={"iou": options.iou, "interpolation": rules.year},
+        settings={"iou": options.match_iou, "interpolation": rules.year},
     )
 
 

@@ -37,7 +37,7 @@ from evalkit.models.ssd_mobilenetv2 import (
 if TYPE_CHECKING:
     pass
 
-IOU_THRESHOLD = 0.5
+ANCHOR_MATCH_IOU = 0.5
 NEG_POS_RATIO = 3
 # Images with no object would otherwise get no negatives at all (3 x 0) and teach nothing
 # about false positives; a few hardest background priors each keep them useful.
@@ -70,14 +70,14 @@ def assign_priors(
     gt_boxes_xyxy: torch.Tensor,
     gt_labels: torch.Tensor,
     priors_xyxy: torch.Tensor,
-    iou_threshold: float = IOU_THRESHOLD,
+    anchor_match_iou: float = ANCHOR_MATCH_IOU,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Each prior's matched box (P, 4) and label (P,), 0 = background.
 
     pytorch-ssd's ``assign_priors``: a prior takes the ground truth it overlaps most; each
     ground truth then claims its own best prior whatever the IoU (so no object goes
     unmatched; when two claim the same prior the later one wins); priors left below
-    ``iou_threshold`` are background.
+    ``anchor_match_iou`` are background.
     """
     num_priors = priors_xyxy.shape[0]
     if gt_boxes_xyxy.shape[0] == 0:
@@ -90,7 +90,7 @@ def assign_priors(
     # 2 is above any IoU: forced matches survive the threshold below.
     best_iou = best_iou.index_fill(0, best_prior, 2.0)
     labels = gt_labels[best_gt].clone()
-    labels[best_iou < iou_threshold] = 0
+    labels[best_iou < anchor_match_iou] = 0
     return gt_boxes_xyxy[best_gt], labels
 
 
@@ -112,11 +112,11 @@ def build_targets(
     gt_boxes_xyxy: torch.Tensor,
     gt_labels: torch.Tensor,
     priors_cxcywh: torch.Tensor,
-    iou_threshold: float = IOU_THRESHOLD,
+    anchor_match_iou: float = ANCHOR_MATCH_IOU,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One image's (P,) labels and (P, 4) encoded offsets against ``priors_cxcywh``."""
     boxes, labels = assign_priors(
-        gt_boxes_xyxy, gt_labels, cxcywh_to_xyxy(priors_cxcywh), iou_threshold
+        gt_boxes_xyxy, gt_labels, cxcywh_to_xyxy(priors_cxcywh), anchor_match_iou
     )
     return labels, encode_boxes(boxes, priors_cxcywh)
 

@@ -10,13 +10,15 @@ import difflib
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import yaml
 
+from evalkit.datasets.dataset import DATASETS
 from evalkit.errors import InputError
+from evalkit.metrics.protocol import DEFAULT_PROTOCOLS
 from evalkit.postprocess.decoders import DECODERS
 from evalkit.postprocess.nms import NmsSettings
 
@@ -27,8 +29,9 @@ _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 class DatasetConfig:
     """Which images and ground truth to evaluate on."""
 
-    format: Literal["coco", "coco-person", "voc"] = field(
-        default="coco", metadata={"help": "coco, coco-person (a view of a COCO set) or voc"}
+    format: str = field(
+        default="coco",
+        metadata={"help": f"one of {', '.join(DATASETS.names())} (coco_person: a COCO set's view)"},
     )
     annotations: str = field(default="", metadata={"help": "COCO instances JSON (coco formats)"})
     images: str = field(default="", metadata={"help": "image folder (coco formats)"})
@@ -47,6 +50,10 @@ class DatasetConfig:
         default_factory=list,
         metadata={"help": "voc: classes whose objects are left out (counted), not errors"},
     )
+
+    def __post_init__(self) -> None:
+        # One spelling per format in records and fingerprints ('coco-person' was an alias).
+        object.__setattr__(self, "format", DATASETS.canonical(self.format))
 
 
 @dataclass(frozen=True)
@@ -94,23 +101,6 @@ class VariantConfig:
 
 
 @dataclass(frozen=True)
-class NmsConfig:
-    """TensorFlow combined NMS settings (the zoo's evaluation: 0.5 / 0.001 / 100)."""
-
-    # The defaults are NmsSettings' (the one place they are written).
-    iou_threshold: float = field(
-        default=NmsSettings.iou_threshold, metadata={"help": "suppress IoU above this"}
-    )
-    score_threshold: float = field(
-        default=NmsSettings.score_threshold, metadata={"help": "keep scores above this"}
-    )
-    max_per_class: int = field(
-        default=NmsSettings.max_per_class, metadata={"help": "kept boxes per class"}
-    )
-    max_total: int = field(default=NmsSettings.max_total, metadata={"help": "kept boxes per image"})
-
-
-@dataclass(frozen=True)
 class LatencyConfig:
     """Host latency pass, separate from the accuracy pass."""
 
@@ -139,9 +129,9 @@ class RunConfig:
     variants: dict[str, VariantConfig] = field(
         default_factory=dict, metadata={"help": "variant name -> model (e.g. float, int8)"}
     )
-    nms: NmsConfig = field(default_factory=NmsConfig)
+    nms: NmsSettings = field(default_factory=NmsSettings)
     protocols: list[str] = field(
-        default_factory=lambda: ["coco", "st", "voc07", "voc12"],
+        default_factory=lambda: list(DEFAULT_PROTOCOLS),
         metadata={"help": "AP protocols (default all four)"},
     )
     profile: Literal["auto", "zoo", "plain"] = field(
@@ -250,7 +240,10 @@ def _build(cls: Any, data: Any, where: str, source: str) -> Any:
         if key not in known:
             raise _unknown(str(key), known, where or "top level", source)
         values[key] = _convert(hints[key], value, f"{where}.{key}" if where else key, source)
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ValueError as exc:  # a settings type's own check (NmsSettings)
+        raise InputError(str(exc), path=source, record=where or "top level") from None
 
 
 def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
@@ -298,6 +291,7 @@ def _positive(value: int | None, where: str, source: str) -> None:
 
 def check_values(config: RunConfig, source: str) -> None:
     """Values the types admit but the run cannot use, refused before anything runs."""
+    _known("dataset format", config.dataset.format, DATASETS.names(), source, "dataset.format")
     _positive(config.dataset.limit, "dataset.limit", source)
     _positive(config.batch_size, "batch_size", source)
     _positive(config.threads, "threads", source)
@@ -309,10 +303,6 @@ def check_values(config: RunConfig, source: str) -> None:
             path=source,
             record="nms.score_threshold",
         )
-    try:
-        NmsSettings(**asdict(nms))
-    except ValueError as exc:
-        raise InputError(str(exc), path=source, record="nms") from None
     if config.latency.runs < 0 or config.latency.warmup < 0:
         raise InputError(
             "expected counts >= 0", path=source, record="latency.runs / latency.warmup"
@@ -327,15 +317,9 @@ def check_values(config: RunConfig, source: str) -> None:
                 record=f"variants.{name}",
             )
     for name, variant in config.variants.items():
-        if variant.decoder != "auto" and variant.decoder not in DECODERS:
-            close = difflib.get_close_matches(variant.decoder, DECODERS.names(), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise InputError(
-                f"unknown decoder {variant.decoder!r}{hint}; known: auto, "
-                f"{', '.join(DECODERS.names())}",
-                path=source,
-                record=f"variants.{name}.decoder",
-            )
+        if variant.decoder != "auto":
+            decoders = ("auto", *DECODERS.names())
+            _known("decoder", variant.decoder, decoders, source, f"variants.{name}.decoder")
     check_quantize_sources(config.variants, source)
     _known_protocols(config.protocols, source)
 
@@ -358,6 +342,17 @@ def check_quantize_sources(variants: Mapping[str, VariantConfig], source: str | 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
 
 
+def _known(kind: str, name: str, known: Sequence[str], source: str, where: str) -> None:
+    """A registered name, or an error with the near match and the known names."""
+    if name in known:
+        return
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise InputError(
+        f"unknown {kind} {name!r}{hint}; known: {', '.join(known)}", path=source, record=where
+    )
+
+
 def _known_protocols(protocols: Sequence[str], source: str) -> None:
     from evalkit.metrics import PROTOCOLS
 
@@ -367,14 +362,7 @@ def _known_protocols(protocols: Sequence[str], source: str) -> None:
             f"name at least one of {', '.join(known)}", path=source, record="protocols"
         )
     for p in protocols:
-        if p not in known:
-            close = difflib.get_close_matches(p, known, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise InputError(
-                f"unknown protocol {p!r}{hint}; known: {', '.join(known)}",
-                path=source,
-                record="protocols",
-            )
+        _known("protocol", p, known, source, "protocols")
     if len(set(protocols)) != len(protocols):
         raise InputError(
             f"a protocol is listed twice: {list(protocols)}", path=source, record="protocols"

@@ -13,47 +13,31 @@ from typing import Any
 import numpy as np
 
 from evalkit.datasets.classes import ClassMapping
-from evalkit.datasets.dataset import Dataset, open_coco, open_voc
+from evalkit.datasets.dataset import DATASETS, Dataset, DatasetRequest
 from evalkit.datasets.views import select
-from evalkit.datasets.voc import VOC_CLASSES
 from evalkit.errors import InputError
 from evalkit.pipeline.config import RunConfig, VariantConfig
 from evalkit.postprocess.decoders import DECODERS, Decoder, DecoderRequest, detect_decoder
-from evalkit.runners.onnx import OnnxRunner
+from evalkit.runners.base import Runner
 from evalkit.types import GroundTruth
 
 
 def open_dataset(config: RunConfig) -> Dataset:
-    """The dataset a config names, with its images checked before anything runs."""
+    """The dataset a config names, through its format's registered opener, with its images
+    checked before anything runs."""
     ds = config.dataset
-    if ds.format == "voc":
-        if not ds.root:
-            raise InputError("dataset.root must name a VOC year directory", record="dataset")
-        classes = tuple(ds.classes) if ds.classes else VOC_CLASSES
-        return open_voc(
-            ds.root,
-            ds.split,
-            classes=classes,
-            ignore_classes=tuple(ds.ignore_classes),
-            skip_bad=ds.skip_bad,
-            strict_sizes=False,
-        )
-    if ds.classes or ds.ignore_classes:
-        raise InputError(
-            "dataset.classes and dataset.ignore_classes are for VOC-layout sets; a COCO file "
-            "lists its own categories",
-            record="dataset.classes",
-        )
-    if not ds.annotations or not ds.images:
-        raise InputError(
-            "dataset.annotations and dataset.images must name a COCO JSON and its images",
-            record="dataset",
-        )
-    if ds.format == "coco-person":
-        return open_coco(
-            ds.annotations, ds.images, view="person", skip_bad=ds.skip_bad, strict_sizes=False
-        )
-    return open_coco(ds.annotations, ds.images, skip_bad=ds.skip_bad, strict_sizes=False)
+    request = DatasetRequest(
+        annotations=ds.annotations,
+        images=ds.images,
+        root=ds.root,
+        split=ds.split,
+        classes=tuple(ds.classes) if ds.classes else None,
+        ignore_classes=tuple(ds.ignore_classes),
+        skip_bad=ds.skip_bad,
+        # A run records images decoded at another size, and st scales by it (6b.2).
+        strict_sizes=False,
+    )
+    return DATASETS.get(ds.format).open(request)
 
 
 def zoo_class_names(dataset: Dataset, specs: Mapping[str, Any]) -> tuple[str, ...] | None:
@@ -85,7 +69,7 @@ def zoo_batches(gt: GroundTruth, indices: Sequence[int], size: int) -> list[list
 
 
 def build_decoder(
-    variant: VariantConfig, runner: OnnxRunner, model: Path, dataset: Dataset
+    variant: VariantConfig, runner: Runner, model: Path, dataset: Dataset
 ) -> tuple[Decoder, str]:
     """The configured decoder, or the detected one, and why it was chosen."""
     name, why = variant.decoder, "set in the configuration"

@@ -10,9 +10,8 @@ together (:mod:`evalkit.pipeline.publish`).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -23,13 +22,11 @@ from evalkit.datasets.dataset import Dataset, SkippedImage, bad_images_error, wi
 from evalkit.errors import InputError, RunInterrupted
 from evalkit.fingerprint import dataset_fingerprint, split_of
 from evalkit.hashing import file_sha256
-from evalkit.metrics import evaluate, write_coco_results
-from evalkit.metrics.interpolation import COCO_RECALL_THRESHOLDS, precision_at_recall_grid
-from evalkit.metrics.results_file import exact_duplicates
 from evalkit.pipeline.config import RunConfig, resolved_profile
 from evalkit.pipeline.inputs import limited, open_dataset, with_decoded_sizes
 from evalkit.pipeline.lock import FolderLock
 from evalkit.pipeline.publish import publish, staging_dir
+from evalkit.pipeline.score import ScoredSet, score_variant
 from evalkit.pipeline.variant import (
     Log,
     PredictedVariant,
@@ -37,11 +34,17 @@ from evalkit.pipeline.variant import (
     predict_variant,
     variant_order,
 )
-from evalkit.postprocess.assemble import to_detections
 from evalkit.provenance import environment
-from evalkit.record import SCHEMA_VERSION, RunRecord, validate, write_result
+from evalkit.record import (
+    SCHEMA_VERSION,
+    DatasetSummary,
+    ReferenceVerdict,
+    RunRecord,
+    VariantRecord,
+    write_result,
+)
+from evalkit.record import SkippedImage as SkippedRecord
 from evalkit.references import DatasetReference
-from evalkit.types import EvalResult
 
 __all__ = ["Log", "Render", "RunOutcome", "run"]
 
@@ -57,28 +60,6 @@ class RunOutcome:
     record: RunRecord
     out_dir: Path
     report_files: tuple[Path, ...]
-
-
-def _protocol_record(result: EvalResult) -> dict[str, Any]:
-    record = result.to_dict()
-    record["AP50"] = result.ap
-    curves = {
-        c.name: precision_at_recall_grid(c.recall, c.precision).tolist()
-        if result.protocol != "coco"
-        else c.precision.tolist()
-        for c in result.per_class
-        if c.ap is not None
-    }
-    mean = [
-        sum(values[i] for values in curves.values()) / len(curves) if curves else 0.0
-        for i in range(COCO_RECALL_THRESHOLDS.shape[0])
-    ]
-    record["pr_curves"] = {
-        "recall": COCO_RECALL_THRESHOLDS.tolist(),
-        "mean": mean,
-        "per_class": curves,
-    }
-    return record
 
 
 def _reference(config: RunConfig) -> DatasetReference | None:
@@ -135,14 +116,13 @@ def run(config: RunConfig, *, log: Log = print, render: Render | None = None) ->
         _clear_staging(stage)
         try:
             stage.mkdir(exist_ok=True)
-            data = _evaluate(config, out, stage, reference, progress, log)
-            write_result(stage / "result.json", data)
-            staged = validate(data, stage / "result.json")
+            made = _evaluate(config, out, stage, reference, progress, log)
+            staged = write_result(stage / "result.json", made)
             files = tuple(render(staged, stage)) if render is not None else ()
         except KeyboardInterrupt:
             raise RunInterrupted(progress.message()) from None
         publish(out)
-    record = validate(data, out / "result.json")
+    record = replace(staged, path=out / "result.json")
     return RunOutcome(record, out, tuple(out / p.relative_to(stage) for p in files))
 
 
@@ -165,7 +145,8 @@ def _evaluate(
     reference: DatasetReference | None,
     progress: _Progress,
     log: Log,
-) -> dict[str, Any]:
+) -> RunRecord:
+    """Predict every variant (resumable), then score each on the images all could read."""
     opened = open_dataset(config)
     dataset = limited(opened, config.dataset.limit)
     for skipped in dataset.skipped:
@@ -179,89 +160,77 @@ def _evaluate(
         for name in variant_order(config.variants)
     }
     evaluated, keep, position = _readable(found, dataset, config, log)
-    gt = evaluated.ground_truth
-    st_gt, mismatched = _decoded_sizes(found, keep, position, evaluated, log)
-
-    variants: dict[str, Any] = {}
-    for name, v in found.items():
-        pred = v.predictions
-        kept = [k for k, i in enumerate(pred.image_indices) if keep[i]]
-        dets = to_detections(
-            [pred.per_image[k] for k in kept],
-            [int(position[pred.image_indices[k]]) for k in kept],
-            gt.images,
-            v.mapping,
+    decoded, mismatched = _decoded_sizes(found, keep, position, evaluated, log)
+    scored = ScoredSet(evaluated.ground_truth, decoded, keep, position)
+    variants = {
+        name: score_variant(
+            name, v.record, v.predictions, v.mapping, scored, config.protocols, stage, log
         )
-        det_file = f"detections_{name}.json"
-        write_coco_results(stage / det_file, gt, dets)
-        t0 = time.perf_counter()
-        protocols = {
-            p: _protocol_record(evaluate(st_gt if p == "st" else gt, dets, protocol=p))
-            for p in config.protocols
-        }
-        v.record["timings"]["metrics_s"] = time.perf_counter() - t0
-        duplicates = exact_duplicates(dets)
-        if duplicates:
-            log(f"[{name}] warning: {duplicates} detection(s) exactly repeat another one")
-        variants[name] = {
-            **v.record,
-            "detections": det_file,
-            "duplicate_detections": duplicates,
-            "protocols": protocols,
-        }
-        summary = ", ".join(f"{p} {100 * r['AP50']:.2f}" for p, r in protocols.items())
-        log(f"[{name}] AP50: {summary}")
-    ds = config.dataset
+        for name, v in found.items()
+    }
+    return _run_record(config, reference, evaluated, mismatched, variants, opened, dataset)
+
+
+def _run_record(
+    config: RunConfig,
+    reference: DatasetReference | None,
+    evaluated: Dataset,
+    mismatched: list[dict[str, Any]],
+    variants: dict[str, VariantRecord],
+    opened: Dataset,
+    dataset: Dataset,
+) -> RunRecord:
+    """The run's record: its settings, provenance, fingerprint, card verdict and variants."""
+    ds, gt = config.dataset, evaluated.ground_truth
     fingerprint = {
         "dataset": dataset_fingerprint(
             gt,
             format=ds.format,
             split=split_of(ds.annotations, ds.root, ds.split, ds.format),
-            annotation_sha256=file_sha256(ds.annotations) if ds.format != "voc" else None,
+            annotation_sha256=file_sha256(ds.annotations) if ds.annotations else None,
         ),
         "settings": _settings(config, variants),
     }
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "kind": "evalkit.run",
-        "name": config.name,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "config": asdict(config),
-        "profile": resolved_profile(config),
-        "environment": environment(),
-        "reference": _reference_record(
+    return RunRecord(
+        schema_version=SCHEMA_VERSION,
+        name=config.name,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        config=asdict(config),
+        profile=resolved_profile(config),
+        environment=environment(),
+        reference=_reference_record(
             config,
             reference,
             fingerprint["dataset"],
             was_limited=len(dataset) < len(opened),
             skipped=len(evaluated.skipped),
         ),
-        "fingerprint": fingerprint,
-        "dataset": {
-            "name": evaluated.name,
-            "format": ds.format,
-            "num_images": len(gt.images),
-            "num_annotations": gt.num_annotations,
-            "classes": list(evaluated.classes),
-            "skipped": [asdict(s) for s in evaluated.skipped],
-            "ignored_objects": dict(evaluated.ignored_objects),
-            "size_mismatches": mismatched,
-        },
-        "variants": variants,
-    }
+        fingerprint=fingerprint,
+        dataset=DatasetSummary(
+            name=evaluated.name,
+            format=ds.format,
+            num_images=len(gt.images),
+            num_annotations=gt.num_annotations,
+            classes=tuple(evaluated.classes),
+            skipped=tuple(SkippedRecord(**asdict(s)) for s in evaluated.skipped),
+            ignored_objects=dict(evaluated.ignored_objects),
+            size_mismatches=tuple(mismatched),
+        ),
+        variants=variants,
+    )
 
 
-def _settings(config: RunConfig, variants: dict[str, Any]) -> dict[str, Any]:
+def _settings(config: RunConfig, variants: dict[str, VariantRecord]) -> dict[str, Any]:
     """The settings that change numbers (fingerprint.settings): profile, NMS, and each
     variant's pre-processing and decoder (and its batches, which the zoo's chain depends
     on)."""
     zoo = resolved_profile(config) == "zoo"
     per_variant = {}
     for name, v in variants.items():
-        pre = {k: val for k, val in v["preprocessing"].items() if k != "reason"}
-        entry: dict[str, Any] = {"preprocessing": pre, "decoder": v["decoder"]["name"]}
+        pre = {k: val for k, val in (v.preprocessing or {}).items() if k != "reason"}
+        entry: dict[str, Any] = {"preprocessing": pre, "decoder": v.decoder_name}
         if zoo:
-            entry["batching"] = v["batching"]
+            entry["batching"] = v.batching
         per_variant[name] = entry
     return {"profile": resolved_profile(config), "nms": asdict(config.nms), "variants": per_variant}
 
@@ -273,7 +242,7 @@ def _reference_record(
     *,
     was_limited: bool,
     skipped: int,
-) -> dict[str, Any] | None:
+) -> ReferenceVerdict | None:
     if config.reference is None or reference is None:
         return None
     from evalkit.references.comparability import card_comparison
@@ -285,7 +254,10 @@ def _reference_record(
         limited=was_limited,
         skipped=skipped,
     )
-    return {**asdict(config.reference), "comparable": verdict.comparable, "why": verdict.why}
+    named = config.reference
+    return ReferenceVerdict(
+        named.model, named.dataset, named.context_only, verdict.comparable, verdict.why
+    )
 
 
 def _readable(

@@ -23,8 +23,9 @@ from evalkit.pipeline.config import (
 from evalkit.pipeline.inputs import build_decoder, check_mapping, zoo_batches
 from evalkit.pipeline.predict import Predictions, predict
 from evalkit.postprocess.decoders import Decoder
-from evalkit.postprocess.nms import NmsSettings
-from evalkit.runners.onnx import OnnxRunner
+from evalkit.record import Latency, Timings, VariantRecord
+from evalkit.record import ModelFile as RecordedModel
+from evalkit.runners.base import Runner, model_file_kind, open_runner
 
 # The zoo's data loader batch (6b.5).
 ZOO_BATCH_SIZE = 32
@@ -36,9 +37,10 @@ Log = Callable[[str], None]
 
 @dataclass
 class PredictedVariant:
-    """What the prediction phase learnt about one variant, for the metrics phase."""
+    """What the prediction phase learnt about one variant, for the metrics phase: its
+    record without protocol results yet, its predictions and class mapping."""
 
-    record: dict[str, Any]
+    record: VariantRecord
     predictions: Predictions
     mapping: ClassMapping
 
@@ -119,7 +121,7 @@ def _quantized_model(
 class Prepared:
     """A variant's runner, decoder and class mapping, all checked."""
 
-    runner: OnnxRunner
+    runner: Runner
     decoder: Decoder
     why: str
     mapping: ClassMapping
@@ -134,7 +136,7 @@ def prepare(name: str, model: Path, config: RunConfig, dataset: Dataset) -> Prep
     """Runner, decoder (and its files) and class mapping of a variant, or the InputError
     that says which of them cannot be used."""
     variant = config.variants[name]
-    runner = OnnxRunner(
+    runner = open_runner(
         model,
         batch_size=batch_size_of(config),
         threads=config.threads,
@@ -177,7 +179,7 @@ def predict_variant(
     """Predictions of one variant on ``indices`` (cached) and its record so far."""
     variant = config.variants[name]
     zoo = resolved_profile(config) == "zoo"
-    nms = NmsSettings(**asdict(config.nms))
+    nms = config.nms
     if variant.quantize is None:
         path = given_model(name, variant)
         model = ModelFile(path, path)
@@ -231,28 +233,30 @@ def predict_variant(
             f"[{name}] {predictions.times.changed_images} image(s) changed since they were "
             "cached: predicted again"
         )
-    record: dict[str, Any] = {
-        "model": {
-            "path": str(model.recorded),
-            "bytes": model.path.stat().st_size,
-            "sha256": model_sha,
-            "precision": runner.info.precision,
-            "format": "onnx",
-        },
-        "calibration": model.calibration,
-        "runner": runner.info.to_dict(),
-        "preprocessing": {
+    record = VariantRecord(
+        detections=f"detections_{name}.json",
+        protocols={},  # the metrics phase fills them in
+        model=RecordedModel(
+            path=str(model.recorded),
+            bytes=model.path.stat().st_size,
+            sha256=model_sha,
+            precision=runner.info.precision,
+            format=model_file_kind(model.path).format,
+        ),
+        calibration=model.calibration,
+        runner=runner.info.to_dict(),
+        preprocessing={
             "name": runner.preprocessing.name,
             "reason": runner.preprocessing.reason,
             **runner.preprocessing.preprocessor.settings(),
         },
-        "decoder": {"name": decoder.name, "why": ready.why, **decoder.settings()},
-        "nms": nms.to_dict(),
-        "batching": batching,
-        "class_mapping": ready.mapping.describe(),
-        "timings": predictions.times.to_dict(),
+        decoder={"name": decoder.name, "why": ready.why, **decoder.settings()},
+        nms=nms.to_dict(),
+        batching=batching,
+        class_mapping=ready.mapping.describe(),
+        timings=Timings(**predictions.times.to_dict()),
         **model_figures(model.path, variant, config),
-    }
+    )
     return PredictedVariant(record=record, predictions=predictions, mapping=ready.mapping)
 
 
@@ -278,7 +282,7 @@ def model_figures(model: Path, variant: VariantConfig, config: RunConfig) -> dic
         onboard = import_report(variant.stedgeai_report).to_dict()
     stats = model_stats(model).to_dict()
     return {
-        "latency": latency,
+        "latency": None if latency is None else Latency(latency),
         # Without the per-layer list (hundreds of rows for a real model).
         "model_stats": {k: v for k, v in stats.items() if k != "layers"},
         "memory": memory,

@@ -38,7 +38,7 @@ are refused (TF would silently drop NaN scores, and IoU is meaningless on them).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -57,13 +57,18 @@ TIE_ORDER = "TensorFlow CPU kernel: std::priority_queue per class, std::sort acr
 
 @dataclass(frozen=True)
 class NmsSettings:
-    """Combined-NMS parameters, recorded in every result; defaults are section 4's."""
+    """Combined-NMS parameters, recorded in every result; defaults are section 4's. Also the
+    ``nms`` section of a run's configuration (the help texts are ``evalkit run --help``'s)."""
 
-    iou_threshold: float = 0.5
-    score_threshold: float = 0.001
-    max_per_class: int = 100
-    max_total: int = 100
-    clip_boxes: bool = True
+    iou_threshold: float = field(
+        default=0.5, metadata={"help": "suppress a box whose IoU with a kept one exceeds this"}
+    )
+    score_threshold: float = field(default=0.001, metadata={"help": "keep scores above this"})
+    max_per_class: int = field(default=100, metadata={"help": "kept boxes per class"})
+    max_total: int = field(default=100, metadata={"help": "kept boxes per image"})
+    clip_boxes: bool = field(
+        default=True, metadata={"help": "clamp returned corners to [0, 1] (as TF's op)"}
+    )
 
     def __post_init__(self) -> None:
         # TF's CombinedNonMaxSuppressionOp rejects the same values.

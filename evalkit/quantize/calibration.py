@@ -11,7 +11,7 @@ replace=False)`` picks ``k`` of them, and they are fed in candidate order. ``k``
 A dataset is named by a SPEC, ``KIND:FIRST:SECOND`` with KIND a registered dataset kind:
 
 * ``coco:ANNOTATIONS.json:IMAGES_DIR`` - every image listed in a COCO annotation file;
-* ``coco-person:ANNOTATIONS.json:IMAGES_DIR`` - the COCO-Person view (images with a person);
+* ``coco_person:ANNOTATIONS.json:IMAGES_DIR`` - the COCO-Person view (images with a person);
 * ``voc:YEAR_DIR:SPLIT`` - a Pascal VOC split, e.g. ``voc:VOCdevkit/VOC2007:test``.
 
 The zoo drew COCO-Person's calibration images from all of val2017, i.e. ``coco:...``.

@@ -184,7 +184,7 @@ def diagnose(
     images: CalibrationSample,
     *,
     nms: NmsSettings | None = None,
-    iou_threshold: float = 0.5,
+    agreement_iou: float = 0.5,
     chunk: int = CHUNK,
 ) -> DiagnoseResult:
     """Compare ``int8_path`` with ``float_path`` on ``images`` at all three levels."""
@@ -229,7 +229,7 @@ def diagnose(
             outputs["boxes_xyxy_norm"].add(float_dec.boxes_xyxy_norm, int8_dec.boxes_xyxy_norm)
             for ref, cand in zip(nms_batch(float_dec, nms), nms_batch(int8_dec, nms), strict=True):
                 float_count, int8_count = float_count + len(ref), int8_count + len(cand)
-                ious += match_detections(ref, cand, iou_threshold)
+                ious += match_detections(ref, cand, agreement_iou)
         tensors = acts.errors(float_proto, int8_proto)
         unmatched = tuple(sorted(acts.unmatched))
     if not tensors:
@@ -248,7 +248,7 @@ def diagnose(
         unmatched_tensors=unmatched,
         outputs=tuple(acc.result(name) for name, acc in outputs.items()),
         detections=DetectionAgreement(
-            iou_threshold=iou_threshold,
+            agreement_iou=agreement_iou,
             float_detections=float_count,
             int8_detections=int8_count,
             matched=len(ious),
@@ -258,7 +258,7 @@ def diagnose(
             "preprocessor": pre.name,
             "decoder": decoder_name,
             "nms": nms.to_dict(),
-            "iou_threshold": iou_threshold,
+            "agreement_iou": agreement_iou,
             "chunk": chunk,
         },
         durations_s={"total": time.perf_counter() - start},

@@ -64,7 +64,7 @@ class OutputError:
 class DetectionAgreement:
     """NMS output of the int8 model against the float model's, matched by class and IoU."""
 
-    iou_threshold: float
+    agreement_iou: float
     float_detections: int
     int8_detections: int
     matched: int
@@ -135,7 +135,7 @@ def _iou_matrix(a: npt.NDArray[Any], b: npt.NDArray[Any]) -> F64:
 
 
 def match_detections(
-    reference: ImageDetections, candidate: ImageDetections, iou_threshold: float = 0.5
+    reference: ImageDetections, candidate: ImageDetections, agreement_iou: float = 0.5
 ) -> list[float]:
     """IoUs of the matched pairs: each candidate, in order, takes the best free reference."""
     if len(reference) == 0 or len(candidate) == 0:
@@ -148,7 +148,7 @@ def match_detections(
     for row in ious:
         free = np.where(taken, -1.0, row)
         best = int(np.argmax(free))  # first on ties
-        if free[best] >= iou_threshold:
+        if free[best] >= agreement_iou:
             taken[best] = True
             matched.append(float(free[best]))
     return matched

@@ -11,9 +11,6 @@ from typing import Any
 
 from evalkit.references import DatasetReference
 
-# The run's dataset.format behind each of a card's dataset keys.
-CARD_FORMATS = {"coco": "coco", "coco_person": "coco-person", "voc": "voc"}
-
 
 @dataclass(frozen=True)
 class CardComparison:
@@ -37,7 +34,8 @@ def card_comparison(
     if context_only:
         return CardComparison(False, "the configuration marks the reference context_only")
     reasons = []
-    if dataset["format"] != CARD_FORMATS[reference.key]:
+    # A card's dataset key is the run's dataset.format (coco, coco_person, voc).
+    if dataset["format"] != reference.key:
         reasons.append(f"the card's figures are on {card.name}, this run is {dataset['format']}")
     if dataset["split"] != card.split:
         reasons.append(f"this run's split is {dataset['split']!r}, the card's {card.split!r}")

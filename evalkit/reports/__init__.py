@@ -6,13 +6,10 @@ CSV per table and one PNG per figure, and returns the list of files as a ``Repor
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from evalkit.errors import InputError
-from evalkit.record import RunRecord
+from evalkit.record import ModelFile, RunRecord, VariantRecord
 from evalkit.references import DatasetReference, reference_for
 from evalkit.reports.html import Section, html_document, markdown_document
 from evalkit.reports.plots import Plot, render_plots
@@ -53,35 +50,23 @@ class ReportFiles:
 
 def record_reference(record: RunRecord) -> DatasetReference | None:
     """The published figures a record names under ``reference`` (None when it names none)."""
-    named = record.data.get("reference")
-    if named is None:
-        return None
-    if not (
-        isinstance(named, dict)
-        and isinstance(named.get("model"), str)
-        and isinstance(named.get("dataset"), str)
-    ):
-        raise InputError(
-            f'expected {{"model": str, "dataset": str}} or null, got {named!r}',
-            path=str(record.path or "result.json"),
-            record="reference",
-        )
-    return reference_for(named["model"], named["dataset"])
+    named = record.reference
+    return None if named is None else reference_for(named.model, named.dataset)
 
 
 def run_info(record: RunRecord, reference: DatasetReference | None) -> Table:
     """What ran, when, where and with which settings (the report's header)."""
-    data = record.data
-    env = data.get("environment") or {}
+    # environment is provenance (evalkit.provenance), shown as found, "n/a" where absent.
+    env = record.environment or {}
     git = env.get("git") or {}
     packages = env.get("packages") or {}
     uname = env.get("uname") or {}
     revision = git.get("revision")
     dirty = " (with uncommitted changes)" if git.get("dirty") else ""
-    ds = data.get("dataset") or {}
+    ds = record.dataset
     rows: list[tuple[str, str]] = [
         ("run", record.name or "n/a"),
-        ("created", str(data.get("created") or "n/a")),
+        ("created", str(record.created or "n/a")),
         ("git revision", f"{revision}{dirty}" if revision else "n/a (not run from a git checkout)"),
         ("evalkit", str(packages.get("evalkit") or "n/a")),
         (
@@ -93,24 +78,23 @@ def run_info(record: RunRecord, reference: DatasetReference | None) -> Table:
         ("onnxruntime", str(packages.get("onnxruntime") or "n/a")),
         (
             "dataset",
-            f"{ds.get('name', 'n/a')} ({ds.get('format', 'n/a')}): "
-            f"{ds.get('num_images', 'n/a')} images, {ds.get('num_annotations', 'n/a')} "
-            f"annotations, {len(ds.get('classes') or ())} classes, "
-            f"{len(ds.get('skipped') or ())} images skipped",
+            f"{_or_na(ds.name)} ({_or_na(ds.format)}): {_or_na(ds.num_images)} images, "
+            f"{_or_na(ds.num_annotations)} annotations, {len(ds.classes)} classes, "
+            f"{len(ds.skipped)} images skipped",
         ),
     ]
     for name, variant in record.variants.items():
-        model = variant.get("model") or {}
-        decoder = (variant.get("decoder") or {}).get("name", "n/a")
+        model = variant.model or ModelFile()
         rows.append(
             (
                 f"variant {name}",
-                f"{model.get('path', 'n/a')} ({model.get('precision', 'n/a')}, decoder {decoder})",
+                f"{_or_na(model.path)} ({_or_na(model.precision)}, "
+                f"decoder {_or_na(variant.decoder_name)})",
             )
         )
         rows += _variant_provenance(name, variant)
     nms = {
-        ", ".join(f"{k}={v}" for k, v in (variant.get("nms") or {}).items()) or "n/a"
+        ", ".join(f"{k}={v}" for k, v in (variant.nms or {}).items()) or "n/a"
         for variant in record.variants.values()
     }
     rows.append(("NMS", "; ".join(sorted(nms))))
@@ -137,19 +121,24 @@ def run_info(record: RunRecord, reference: DatasetReference | None) -> Table:
 
 def card_verdict(record: RunRecord) -> str:
     """Whether the run's AP is set against the card's, and why (``reference.why``)."""
-    named = record.data.get("reference") or {}
-    if "comparable" not in named:  # written before runs decided it
+    named = record.reference
+    if named is None or named.comparable is None:  # written before runs decided it
         return "context only: this result.json does not record whether it is comparable"
-    verdict = "yes" if named["comparable"] else "no, context only"
-    return f"{verdict}: {named.get('why') or 'no reason recorded'}"
+    verdict = "yes" if named.comparable else "no, context only"
+    return f"{verdict}: {named.why or 'no reason recorded'}"
 
 
-def _variant_provenance(name: str, variant: Mapping[str, Any]) -> list[tuple[str, str]]:
+def _or_na(value: object) -> str:
+    return "n/a" if value is None else str(value)
+
+
+def _variant_provenance(name: str, variant: VariantRecord) -> list[tuple[str, str]]:
     """Class mapping, calibration and duplicate detections of one variant, where recorded."""
     rows = []
-    if variant.get("class_mapping"):
-        rows.append((f"  {name}: class mapping", str(variant["class_mapping"])))
-    calibration = variant.get("calibration")
+    if variant.class_mapping:
+        rows.append((f"  {name}: class mapping", variant.class_mapping))
+    # calibration is evalkit.quantize's provenance, shown as found.
+    calibration = variant.calibration
     if calibration:
         text = (
             f"{calibration.get('count', 'n/a')} image(s) from {calibration.get('source', 'n/a')}"
@@ -158,7 +147,7 @@ def _variant_provenance(name: str, variant: Mapping[str, Any]) -> list[tuple[str
         if calibration.get("warning"):
             text += f" (WARNING: {calibration['warning']})"
         rows.append((f"  {name}: calibration", text))
-    duplicates = variant.get("duplicate_detections")
+    duplicates = variant.duplicate_detections
     if duplicates:
         rows.append(
             (

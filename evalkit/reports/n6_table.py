@@ -18,7 +18,7 @@ from evalkit.reports.table_base import (
 
 
 def _onboard(record: RunRecord, name: str) -> OnBoardFigures | None:
-    data = record.variants[name].get("onboard")
+    data = record.variants[name].onboard
     return None if data is None else OnBoardFigures.from_dict(data, path=record_path(record))
 
 
@@ -66,7 +66,7 @@ def n6_figures(record: RunRecord, reference: DatasetReference | None) -> Table:
         put(f"latency, STEdgeAI {version} (ms)", column, board.inference_time_ms)
         put(f"inferences/s, STEdgeAI {version}", column, board.inferences_per_second)
     for name, variant in record.variants.items():
-        memory = variant.get("memory")
+        memory = variant.memory  # evalkit.bench.memory's estimate, as recorded
         if memory is None:
             continue
         column = f"{ESTIMATE}: {name} (evalkit, ONNX graph)"

@@ -20,8 +20,6 @@ from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from evalkit.errors import InputError
-from evalkit.jsonio import require
 from evalkit.record import RunRecord
 from evalkit.references import ORIGIN, DatasetReference
 from evalkit.reports.tables import (
@@ -61,15 +59,8 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def _curve(values: Any, length: int, where: str, record: RunRecord) -> np.ndarray[Any, Any]:
+def _curve(values: tuple[float, ...]) -> np.ndarray[Any, Any]:
     """A precision curve as floats; pycocotools' -1 (undefined) becomes NaN (a gap)."""
-    if not isinstance(values, list) or len(values) != length:
-        got = f"{len(values)} values" if isinstance(values, list) else repr(values)
-        raise InputError(
-            f"expected {length} precision values (one per recall point), got {got}",
-            path=_path(record),
-            record=where,
-        )
     curve = np.asarray(values, dtype=np.float64)
     curve[curve < 0] = np.nan
     return curve
@@ -94,9 +85,8 @@ def pr_curves(record: RunRecord, reference: DatasetReference | None, out: Path) 
         "over classes, then the classes with the largest AP50 drop; a curve below another "
         "means lower precision at that recall."
     )
-    curves = {
-        n: (record.variants[n]["protocols"].get(protocol) or {}).get("pr_curves") for n in names
-    }
+    scored = {n: record.protocol(n, protocol) for n in names}
+    curves = {n: None if s is None else s.pr_curves for n, s in scored.items()}
     if not any(curves.values()):
         return Plot("pr_curves", title, caption, None, "No precision-recall curves in the record.")
     panels: list[tuple[str, str | None]] = [("mean over classes", None)]
@@ -113,15 +103,14 @@ def pr_curves(record: RunRecord, reference: DatasetReference | None, out: Path) 
     for ax, (label, cls) in zip(axes, panels, strict=False):  # spare axes are hidden
         for name in names:
             pr = curves[name]
-            if not pr:
+            if pr is None or not pr.recall:
                 continue
-            where = f"variants.{name}.protocols.{protocol}.pr_curves"
-            recall = np.asarray(require(pr, "recall", where, _path(record)), dtype=np.float64)
-            values = pr.get("mean") if cls is None else pr.get("per_class", {}).get(cls)
-            if values is None and cls is not None:
+            recall = np.asarray(pr.recall, dtype=np.float64)
+            values = pr.mean if cls is None else pr.per_class.get(cls)
+            if values is None:
                 continue  # a class this variant has no curve for
-            key = "mean" if cls is None else f"per_class.{cls}"
-            precision = _curve(values, recall.shape[0], f"{where}.{key}", record)
+            # Lengths were checked against the recall points when the record was read.
+            precision = _curve(values)
             # steps-post: each sampled precision holds until the next recall point.
             ax.plot(recall, precision, drawstyle="steps-post", color=colors[name], label=name)
         ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall (0-1)", ylabel="precision (0-1)")
@@ -192,14 +181,14 @@ def protocol_bars(record: RunRecord, reference: DatasetReference | None, out: Pa
     for j, protocol in enumerate(protocols):
         xs, heights = [], []
         for i, name in enumerate(names):
-            if protocol in record.variants[name]["protocols"]:
+            if protocol in record.variants[name].protocols:
                 xs.append(i - 0.4 + width * (j + 0.5))
                 heights.append(100 * record.ap50(name, protocol))
         bars = ax.bar(xs, heights, width * 0.95, label=protocol, color=cmap[j % len(cmap)])
         ax.bar_label(bars, fmt="%.2f", fontsize=8, padding=2)
         if reference is None or protocol != reference.protocol:
             continue
-        scored = [n for n in names if protocol in record.variants[n]["protocols"]]
+        scored = [n for n in names if protocol in record.variants[n].protocols]
         for x, name in zip(xs, scored, strict=True):
             card = published_ap(reference, precision_of(record, name))
             if card is not None:
@@ -226,7 +215,7 @@ def latency(record: RunRecord, reference: DatasetReference | None, out: Path) ->
     )
     runs: dict[str, np.ndarray[Any, Any]] = {}
     for name, variant in record.variants.items():
-        raw = (variant.get("latency") or {}).get("raw_ms")
+        raw = () if variant.latency is None else variant.latency.raw_ms
         if raw:
             runs[name] = np.asarray(raw, dtype=np.float64)
     if not runs:

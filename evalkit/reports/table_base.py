@@ -94,8 +94,7 @@ def comparison(record: RunRecord) -> tuple[str, tuple[str, ...]]:
 
 def precision_of(record: RunRecord, variant: str) -> Precision | None:
     """float / int8 from the runner's detection, else from the variant's name."""
-    model = record.variants[variant].get("model") or {}
-    for candidate in (model.get("precision"), variant):
+    for candidate in (record.variants[variant].precision, variant):
         for precision in PRECISIONS:
             if candidate == precision:
                 return precision
@@ -111,13 +110,12 @@ def published_ap(reference: DatasetReference | None, precision: Precision | None
 
 
 def ap_or_none(record: RunRecord, variant: str, protocol: str) -> float | None:
-    if protocol not in record.variants[variant]["protocols"]:
-        return None
-    return 100 * record.ap50(variant, protocol)
+    scores = record.protocol(variant, protocol)
+    return None if scores is None else 100 * scores.ap50
 
 
 def class_ap(record: RunRecord, variant: str, protocol: str) -> dict[str, float]:
     """Class name -> AP50 in percent (classes without ground truth are absent)."""
-    scores = record.variants[variant]["protocols"].get(protocol) or {}
-    items = scores.get("per_class", {}).items()
-    return {str(c): 100 * float(ap) for c, ap in items if ap is not None}
+    scores = record.protocol(variant, protocol)
+    items = () if scores is None else scores.per_class.items()
+    return {c: 100 * float(ap) for c, ap in items}

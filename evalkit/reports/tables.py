@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from evalkit.errors import InputError
-from evalkit.jsonio import require
 from evalkit.metrics.coco import STAT_NAMES
-from evalkit.record import RunRecord
+from evalkit.record import ModelFile, ReferenceVerdict, RunRecord
 from evalkit.references import DatasetReference
 from evalkit.reports.n6_table import n6_figures
 from evalkit.reports.table_base import (
@@ -27,12 +25,10 @@ from evalkit.reports.table_base import (
     class_ap,
     comparison,
     make_table,
-    number_at,
     precision_of,
     primary_protocol,
     protocols_of,
     published_ap,
-    record_path,
 )
 
 
@@ -47,23 +43,20 @@ def accuracy(record: RunRecord, reference: DatasetReference | None) -> Table:
     rows = []
     # The run decided whether it scored the card's own set (reference.comparable); if not,
     # subtracting the card's AP from this run's would mean nothing: context, no delta.
-    named = record.data.get("reference") or {}
-    context_only = named.get("comparable") is not True
-    why = str(
-        named.get("why")
-        or (
-            "the configuration marks the reference context_only"
-            if named.get("context_only")
-            else "this result.json does not record whether its dataset is the card's"
-        )
+    named = record.reference or ReferenceVerdict("", "")
+    context_only = named.comparable is not True
+    why = named.why or (
+        "the configuration marks the reference context_only"
+        if named.context_only
+        else "this result.json does not record whether its dataset is the card's"
     )
     for name, variant in record.variants.items():
-        for protocol, scores in variant["protocols"].items():
-            ap = 100 * record.ap50(name, protocol)
+        for protocol, scores in variant.protocols.items():
+            ap = 100 * scores.ap50
             card = None
             if reference is not None and protocol == reference.protocol:
                 card = published_ap(reference, precision_of(record, name))
-            counts = [scores.get(k) for k in ("num_gt", "num_detections", "tp", "fp")]
+            counts = [scores.num_gt, scores.num_detections, scores.tp, scores.fp]
             gap = ap - card if card is not None and not context_only else None
             rows.append([name, protocol, ap, card, gap, *counts])
     notes = []
@@ -123,15 +116,9 @@ def per_class(record: RunRecord, reference: DatasetReference | None) -> Table:
     protocol = primary_protocol(record, reference)
     base, others = comparison(record)
     base_ap = class_ap(record, base, protocol)
-    scores = record.variants[base]["protocols"].get(protocol) or {}
-    gt = {
-        str(c.get("name")): c.get("num_gt")
-        for c in scores.get("classes", [])
-        if isinstance(c, dict)
-    }
-    classes = list(
-        dict.fromkeys([*base_ap, *(record.data.get("dataset") or {}).get("classes", [])])
-    )
+    scores = record.protocol(base, protocol)
+    gt = {} if scores is None else scores.num_gt_by_class()
+    classes = list(dict.fromkeys([*base_ap, *record.dataset.classes]))
     notes = [f"Protocol {protocol!r}; classes without ground truth have no AP (n/a)."]
     if not others:
         columns = [("class", ""), ("GT", INT), (f"{base} AP50 (%)", AP)]
@@ -167,15 +154,10 @@ def coco_stats(record: RunRecord, reference: DatasetReference | None) -> Table:
     columns = [("variant", ""), *((name, AP) for name in STAT_NAMES)]
     rows = []
     for name, variant in record.variants.items():
-        stats = (variant["protocols"].get("coco") or {}).get("stats")
+        coco = variant.protocols.get("coco")
+        stats = None if coco is None else coco.stats  # 12 numbers, checked when read
         if stats is None:
             continue
-        if not isinstance(stats, list) or len(stats) != len(STAT_NAMES):
-            raise InputError(
-                f"expected {len(STAT_NAMES)} COCO stats, got {stats!r}",
-                path=record_path(record),
-                record=f"variants.{name}.protocols.coco.stats",
-            )
         # pycocotools writes -1 where a stat is undefined (no ground truth of that size).
         rows.append([name, *(None if s < 0 else 100 * float(s) for s in stats)])
     notes = [] if rows else ["No COCO protocol stats in this run."]
@@ -192,14 +174,14 @@ def model_size(record: RunRecord, reference: DatasetReference | None) -> Table:
     ]  # fmt: skip
     rows = []
     for name, variant in record.variants.items():
-        model = variant.get("model") or {}
-        size = model.get("bytes")
+        model = variant.model or ModelFile()
+        size = model.bytes
         precision = precision_of(record, name)
         card = None if reference is None or precision is None else reference.files.get(precision)
         same = "n/a"
-        if card is not None and model.get("sha256"):
-            same = "yes (sha256)" if card.sha256 == model["sha256"] else "no"
-        stats = variant.get("model_stats") or {}
+        if card is not None and model.sha256:
+            same = "yes (sha256)" if card.sha256 == model.sha256 else "no"
+        stats = variant.model_stats or {}  # evalkit.bench.model_stats, as recorded
         macs = stats.get("macs")
         rows.append([
             name, precision or "n/a", size, None if size is None else size / MIB,
@@ -219,17 +201,15 @@ def host_latency(record: RunRecord, reference: DatasetReference | None) -> Table
     ]  # fmt: skip
     rows, missing = [], []
     for name, variant in record.variants.items():
-        latency = variant.get("latency")
-        if not latency:
+        latency = variant.latency
+        if latency is None:
             missing.append(name)
             continue
-        where = f"variants.{name}.latency"
-        summary = require(latency, "summary", where, record_path(record))
-        keys = ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "images_per_s")
-        figures = [number_at(summary, k, f"{where}.summary", record) for k in keys]
-        settings = latency.get("settings") or {}
-        threads = settings.get("intra_op_threads")
-        rows.append([name, *figures, len(latency.get("raw_ms") or ()), str(threads or "default")])
+        figures = [latency.ms(s) for s in ("p50", "p90", "p99", "mean")]
+        threads = latency.threads
+        rows.append(
+            [name, *figures, latency.images_per_s, len(latency.raw_ms), str(threads or "default")]
+        )
     notes = ["Measured on this run's host CPU with onnxruntime, not on an STM32 board."]
     if missing:
         notes.append(f"No latency pass for: {', '.join(missing)} (latency.runs was 0).")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -21,8 +22,10 @@ from evalkit.registry import Registry
 from evalkit.types import RawOutputs
 
 __all__ = [
+    "MODEL_FILES",
     "RUNNERS",
     "InputSpec",
+    "ModelFileKind",
     "Precision",
     "PreprocessorChoice",
     "Runner",
@@ -31,6 +34,8 @@ __all__ = [
     "check_batch",
     "choose_preprocessor",
     "concat_outputs",
+    "model_file_kind",
+    "open_runner",
     "preprocess_images",
 ]
 
@@ -249,6 +254,38 @@ def concat_outputs(parts: Sequence[dict[str, npt.NDArray[Any]]]) -> RawOutputs:
 
 RunnerFactory = Callable[..., Runner]
 RUNNERS: Registry[RunnerFactory] = Registry("runner")
+
+
+@dataclass(frozen=True)
+class ModelFileKind:
+    """A model file type: the runner (a :data:`RUNNERS` name) that opens files of that type
+    given their path, and the format name results record."""
+
+    runner: str
+    format: str
+
+
+# Keyed by file suffix, lower case: a new runtime is one entry here and one in RUNNERS.
+MODEL_FILES: Registry[ModelFileKind] = Registry("model file type")
+MODEL_FILES.add(".onnx", ModelFileKind(runner="onnxruntime", format="onnx"))
+
+
+def model_file_kind(path: Path) -> ModelFileKind:
+    """The kind of a model file, from its suffix; unknown suffixes name the known ones."""
+    suffix = path.suffix.lower()
+    if suffix not in MODEL_FILES:
+        known = ", ".join(sorted(MODEL_FILES.names()))
+        raise InputError(
+            f"no runner opens {suffix or 'files without a suffix'!r} model files; known: {known}",
+            path=path,
+        )
+    return MODEL_FILES.get(suffix)
+
+
+def open_runner(path: Path, **options: Any) -> Runner:
+    """The registered runner for a model file (by its type), built with ``options``
+    (batch_size, threads, preprocessor)."""
+    return RUNNERS.get(model_file_kind(path).runner)(path, **options)
 
 
 # Each runner class is its own factory (model, **options); listed lazily so that this module,

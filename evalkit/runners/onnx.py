@@ -14,7 +14,7 @@ import numpy.typing as npt
 
 from evalkit.datasets.preprocess import Preprocessor
 from evalkit.errors import InputError
-from evalkit.onnx_file import load_graph
+from evalkit.onnx_file import CPU_PROVIDER, cpu_session, load_graph
 from evalkit.runners.base import (
     InputSpec,
     Precision,
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
 __all__ = ["OnnxRunner", "detect_precision"]
 
-_PROVIDER = "CPUExecutionProvider"
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(uint8)": "uint8", "tensor(int8)": "int8"}
 # QDQ format (what quantize_static writes, and tf2onnx for QAT graphs).
 _QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
@@ -110,7 +109,7 @@ class OnnxRunner:
         self._model = str(path)
         proto = load_graph(path)
         precision, precision_reason = detect_precision(proto)
-        self._session = _create_session(path, threads)
+        self._session = cpu_session(path, threads)
         inputs = self._session.get_inputs()
         if len(inputs) != 1:
             raise InputError(
@@ -152,7 +151,7 @@ class OnnxRunner:
             precision=precision,
             model=self._model,
             settings={
-                "provider": _PROVIDER,
+                "provider": CPU_PROVIDER,
                 "providers_used": list(self._session.get_providers()),
                 "intra_op_num_threads": threads if threads is not None else "runtime default",
                 "graph_optimization": "all (onnxruntime default)",
@@ -209,18 +208,3 @@ class OnnxRunner:
     def run_images(self, images: Sequence[npt.NDArray[np.uint8]]) -> RawOutputs:
         """Pre-process RGB uint8 images with the chosen pre-processor, then :meth:`run`."""
         return self.run(preprocess_images(images, self._choice.preprocessor, self._model))
-
-
-def _create_session(path: Path, threads: int | None) -> Any:
-    """An onnxruntime CPU session; its load errors become an InputError naming the file."""
-    import onnxruntime as ort  # type: ignore[import-untyped, unused-ignore]
-
-    options = ort.SessionOptions()
-    # tf2onnx exports log harmless "unused initializer" warnings on every load.
-    options.log_severity_level = 3
-    if threads is not None:
-        options.intra_op_num_threads = threads
-    try:
-        return ort.InferenceSession(str(path), sess_options=options, providers=[_PROVIDER])
-    except Exception as exc:  # onnxruntime's pybind errors share no base class but Exception
-        raise InputError(f"onnxruntime cannot load this model: {exc}", path=path) from exc
