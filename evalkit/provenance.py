@@ -70,8 +70,9 @@ def int8_dot_product(flags: set[str] | None = None, machine: str | None = None) 
     """How this CPU sums int8 products in onnxruntime's x86 kernels, which changes an int8
     model's outputs (and so its AP) with the same file and inputs: ``vnni`` (VPDPBUSD, exact
     int32 sums), ``avx2-saturating`` (VPMADDUBSW: pairs of u8 x s8 products summed in int16,
-    which saturate), ``x86`` (neither), or the machine name elsewhere. Measured: the same
-    int8 model scored 0.82 AP50 points apart on the two x86 kinds (benchmarks/README.md)."""
+    which saturate), ``x86`` (neither), or the machine name elsewhere. Measured: one int8
+    file scored 0.82 st AP50 points apart on two hosts
+    (benchmarks/results/real_model_coco128.md)."""
     machine = (machine or platform.machine()).lower()
     if machine not in ("x86_64", "amd64"):
         return machine or "unknown"

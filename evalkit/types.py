@@ -18,6 +18,9 @@ IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
 ImageId = int | str
+# The arithmetic a model computes in (a runner detects it; a run records it).
+Precision = Literal["float", "int8"]
+PRECISIONS: tuple[Precision, ...] = ("float", "int8")
 GroundTruthSource = Literal["coco", "voc"]
 
 

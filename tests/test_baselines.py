@@ -10,7 +10,7 @@ from evalkit.cli import main
 from evalkit.pipeline.config import load_config
 from evalkit.pipeline.run import run
 
-from .conftest import REPO
+from .conftest import REPO, host_int8_tolerances
 
 CONFIG = REPO / "benchmarks" / "configs" / "tfod_coco128.yaml"
 BASELINE = REPO / "benchmarks" / "baselines" / "tfod_coco128" / "result.json"
@@ -47,6 +47,7 @@ def test_real_data_run_matches_its_baseline(
             str(summary),
             "--junit",
             str(junit),
+            *host_int8_tolerances(BASELINE, tmp_path),
         ]
     )
     out = capsys.readouterr().out

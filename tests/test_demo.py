@@ -11,7 +11,7 @@ from evalkit.cli import main
 from evalkit.demo import load_demo_record
 from evalkit.pipeline.result import RunRecord, load_result
 
-from .conftest import REPO
+from .conftest import REPO, host_int8_tolerances
 
 BASELINE = REPO / "benchmarks" / "baselines" / "demo" / "result.json"
 
@@ -62,6 +62,7 @@ def test_demo_matches_its_baseline(demo_run: tuple[Path, RunRecord], tmp_path: P
             "--no-latency",
             "--junit",
             str(tmp_path / "junit.xml"),
+            *host_int8_tolerances(BASELINE, tmp_path),
         ]
     )
     assert code == 0

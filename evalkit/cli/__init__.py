@@ -24,6 +24,17 @@ from evalkit.cli import stedgeai as stedgeai_cmd
 from evalkit.errors import InputError
 from evalkit.registry import UnknownNameError
 
+# What ``pip install evalkit`` leaves out (evaluate, check, compare, references and datasets
+# work without them): the packages of the ``run`` extra, by the name they are imported as.
+EXTRA_PACKAGES = {
+    "cv2": "opencv-python-headless",
+    "onnx": "onnx",
+    "onnxruntime": "onnxruntime",
+    "torch": "torch",
+    "pandas": "pandas",
+    "matplotlib": "matplotlib",
+}
+
 # Each subcommand module exposes add_parser(subparsers) and sets func on its parser.
 COMMANDS = (
     demo_cmd,
@@ -76,6 +87,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         problem = _os_error(exc) if isinstance(exc, OSError) else str(exc)
         print(f"{prefix}: error: {problem}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        top = (exc.name or "").split(".")[0]
+        if args.debug or top not in EXTRA_PACKAGES:
+            raise
+        print(
+            f"{prefix}: error: this command needs {EXTRA_PACKAGES[top]}, which is not installed; "
+            "install the run extra: pip install 'evalkit[run]'",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt as exc:
         if args.debug:

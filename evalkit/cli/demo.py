@@ -6,7 +6,6 @@ import argparse
 from typing import Any
 
 from evalkit.cli.render import table
-from evalkit.demo import run_demo
 
 
 def add_parser(subparsers: Any) -> None:
@@ -31,6 +30,8 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from evalkit.demo import run_demo  # the whole pipeline: the run extra
+
     outcome = run_demo(args.out, data=args.data, quiet=args.quiet, latency_runs=args.latency_runs)
     record = outcome.record
     protocols = record.protocols(next(iter(record.variants)))  # the demo scores all four

@@ -6,7 +6,6 @@ import argparse
 import textwrap
 from typing import Any
 
-from evalkit.api import run as run_pipeline
 from evalkit.cli.render import table
 from evalkit.pipeline.config import describe_fields, load_config
 
@@ -76,6 +75,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, _overrides(args))
+    from evalkit.api import run as run_pipeline  # the whole pipeline: the run extra
+
     outcome = run_pipeline(config, log=print)
     record = outcome.record
     protocols = list(config.protocols)

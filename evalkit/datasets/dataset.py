@@ -10,14 +10,13 @@ starts: a missing file, an image whose size disagrees with its annotation or (wi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import numpy.typing as npt
 
 from evalkit.datasets.coco import load_coco_ground_truth
 from evalkit.datasets.views import person_view, select
@@ -99,15 +98,6 @@ class Dataset:
             if gt.truncated is not None
             else gt.difficult[rows] & False,
         )
-
-    def iter_images(
-        self, indices: Sequence[int] | None = None
-    ) -> Iterator[tuple[int, npt.NDArray[np.uint8]]]:
-        """Decode images one at a time (RGB uint8), in dataset order unless told otherwise."""
-        from evalkit.datasets.images import decode_rgb
-
-        for index in range(len(self)) if indices is None else indices:
-            yield index, decode_rgb(self.image_path(index))
 
 
 def _check_boxes(gt: GroundTruth, source: Path) -> None:

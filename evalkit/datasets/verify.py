@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.datasets.coco import load_coco_ground_truth
-from evalkit.datasets.images import check_complete
 from evalkit.datasets.manifest import _EXPECTED_FIELDS, MARKER_NAME, Manifest, View
 from evalkit.datasets.views import person_view
 from evalkit.datasets.voc import load_voc_ground_truth
@@ -80,7 +79,9 @@ def check_image_files(
     folder: Path, names: list[str], *, decode: bool = True, workers: int | None = None
 ) -> dict[str, list[str]]:
     """Names of image files that are missing, empty (0 bytes) or that cv2 cannot decode."""
-    import cv2  # lazy: only verify needs OpenCV
+    import cv2  # lazy: only verify needs OpenCV (the run extra)
+
+    from evalkit.datasets.images import check_complete
 
     def status(name: str) -> str:
         path = folder / name

@@ -113,7 +113,9 @@ class ReferenceConfig:
     """The published figures this run is compared with (evalkit references)."""
 
     model: str = field(default="ssd_mobilenetv2_pt", metadata={"help": "reference model"})
-    dataset: str = field(default="coco", metadata={"help": "coco, coco_person or voc"})
+    dataset: Literal["coco", "coco_person", "voc"] = field(
+        default="coco", metadata={"help": "coco, coco_person or voc"}
+    )
     context_only: bool = field(
         default=False,
         metadata={"help": "the reference is another dataset's: show it, compute no delta"},

@@ -152,10 +152,6 @@ class QuantizeResult:
     def seed(self) -> int:
         return self.calibration.seed
 
-    @property
-    def calibration_files(self) -> tuple[Path, ...]:
-        return self.calibration.files
-
     def to_dict(self) -> dict[str, Any]:
         """A self-describing JSON record."""
         return {

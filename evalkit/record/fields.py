@@ -40,9 +40,6 @@ class Fields:
         self._read.add(key)
         return self.data.get(key)
 
-    def has(self, key: str) -> bool:
-        return key in self.data
-
     def number(self, key: str, *, required: bool = False) -> Any:
         """A finite int or float (ints stay ints); None when absent or null, unless required."""
         value = self.raw(key)
@@ -59,6 +56,15 @@ class Fields:
         if not isinstance(value, str):
             raise self.error(key, f"expected a string, got {value!r}")
         return value
+
+    def choice(self, key: str, allowed: tuple[T, ...]) -> T | None:
+        """One of ``allowed`` (a closed set of strings), or None when absent."""
+        value = self.raw(key)
+        if value is None:
+            return None
+        if value not in allowed:
+            raise self.error(key, f"expected one of {list(allowed)}, got {value!r}")
+        return allowed[allowed.index(value)]
 
     def flag(self, key: str) -> bool | None:
         value = self.raw(key)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from evalkit.errors import InputError
 from evalkit.record.fields import Fields, Json, listed
 from evalkit.record.variant import ProtocolResult, VariantRecord
+
+# The evaluation chain a run followed (evalkit.pipeline.config: ``auto`` resolves to one).
+Profile = Literal["zoo", "plain"]
+PROFILES: tuple[Profile, ...] = ("zoo", "plain")
 
 SCHEMA_VERSION = 2
 # Version 1 differs only in having no fingerprint: such a run is read, and check/compare
@@ -120,7 +124,7 @@ class RunRecord:
     name: str = ""
     created: str | None = None
     config: Json | None = None  # every setting of the run, as evalkit.pipeline.config wrote it
-    profile: str | None = None
+    profile: Profile | None = None
     environment: Json | None = None  # evalkit.provenance.environment()
     reference: ReferenceVerdict | None = None
     dataset: DatasetSummary = field(default_factory=DatasetSummary)
@@ -158,7 +162,7 @@ class RunRecord:
             name=f.text("name") or "",
             created=f.text("created"),
             config=f.json("config"),
-            profile=f.text("profile"),
+            profile=f.choice("profile", PROFILES),
             environment=f.json("environment"),
             reference=None if reference is None else ReferenceVerdict.from_fields(reference),
             dataset=DatasetSummary() if dataset is None else DatasetSummary.from_fields(dataset),

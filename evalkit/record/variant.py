@@ -15,6 +15,7 @@ from typing import Any
 
 from evalkit.errors import InputError
 from evalkit.record.fields import Fields, Json, put
+from evalkit.types import PRECISIONS, Precision
 
 # pycocotools' 12 summary numbers, in its order (evalkit.metrics.coco writes them).
 NUM_COCO_STATS = 12
@@ -213,7 +214,7 @@ class ModelFile:
     path: str | None = None
     bytes: int | None = None
     sha256: str | None = None
-    precision: str | None = None
+    precision: Precision | None = None
     format: str | None = None
     extra: Json = field(default_factory=dict)
 
@@ -223,7 +224,7 @@ class ModelFile:
             path=f.text("path"),
             bytes=f.number("bytes"),
             sha256=f.text("sha256"),
-            precision=f.text("precision"),
+            precision=f.choice("precision", PRECISIONS),
             format=f.text("format"),
             extra=f.rest(),
         )
@@ -353,5 +354,5 @@ class VariantRecord:
         return None if name is None else str(name)
 
     @property
-    def precision(self) -> str | None:
+    def precision(self) -> Precision | None:
         return None if self.model is None else self.model.precision

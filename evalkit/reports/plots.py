@@ -66,10 +66,6 @@ def _curve(values: tuple[float, ...]) -> np.ndarray[Any, Any]:
     return curve
 
 
-def _path(record: RunRecord) -> str:
-    return str(record.path or "result.json")
-
-
 def _legend(ax: Axes, **kwargs: Any) -> None:
     ax.legend(fontsize=9, framealpha=0.9, **kwargs)
 

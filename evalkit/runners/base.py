@@ -19,7 +19,7 @@ import numpy.typing as npt
 from evalkit.datasets.preprocess import PREPROCESSORS, Preprocessor
 from evalkit.errors import InputError
 from evalkit.registry import Registry
-from evalkit.types import RawOutputs
+from evalkit.types import Precision, RawOutputs
 
 __all__ = [
     "MODEL_FILES",
@@ -39,7 +39,6 @@ __all__ = [
     "preprocess_images",
 ]
 
-Precision = Literal["float", "int8"]
 # One dimension of a tensor as a runtime reports it: a size, a symbolic name, or unknown.
 Dim = int | str | None
 Shape = tuple[Dim, ...]
