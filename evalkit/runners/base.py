@@ -32,6 +32,7 @@ __all__ = [
     "RunnerInfo",
     "Shape",
     "check_batch",
+    "check_positive",
     "choose_preprocessor",
     "concat_outputs",
     "model_file_kind",
@@ -223,6 +224,15 @@ def check_batch(batch: object, preprocessor: Preprocessor, model: str) -> npt.ND
     if batch.dtype != np.dtype(preprocessor.dtype):
         raise InputError(f"expected a {preprocessor.dtype} batch, got {batch.dtype}", path=model)
     return batch
+
+
+def check_positive(value: object, what: str, *, allow_none: bool = False) -> None:
+    """A runner option that counts something (batch size, threads): a positive integer, or
+    None where the runtime's default is allowed."""
+    if value is None and allow_none:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise InputError(f"expected a positive integer, got {value!r}", record=what)
 
 
 def preprocess_images(

@@ -22,6 +22,7 @@ from evalkit.runners.base import (
     RunnerInfo,
     Shape,
     check_batch,
+    check_positive,
     choose_preprocessor,
     concat_outputs,
     preprocess_images,
@@ -75,13 +76,6 @@ def detect_precision(model: onnx.ModelProto) -> tuple[Precision, str]:
     return "int8", f"{listed} ({form})"
 
 
-def _positive(value: int | None, what: str, allow_none: bool) -> None:
-    if value is None and allow_none:
-        return
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise InputError(f"expected a positive integer, got {value!r}", record=what)
-
-
 class OnnxRunner:
     """An ONNX model on onnxruntime's CPU provider; see :class:`evalkit.runners.base.Runner`.
 
@@ -103,8 +97,8 @@ class OnnxRunner:
         threads: int | None = None,
         preprocessor: str | Preprocessor | None = None,
     ) -> None:
-        _positive(batch_size, "batch_size", allow_none=False)
-        _positive(threads, "threads", allow_none=True)
+        check_positive(batch_size, "batch_size")
+        check_positive(threads, "threads", allow_none=True)
         path = Path(model_path)
         self._model = str(path)
         proto = load_graph(path)

@@ -23,6 +23,7 @@ from evalkit.runners.base import (
     RunnerInfo,
     Shape,
     check_batch,
+    check_positive,
     choose_preprocessor,
     concat_outputs,
     preprocess_images,
@@ -77,13 +78,9 @@ class TorchRunner:
 
         if not isinstance(module, torch.nn.Module):
             raise InputError(f"expected a torch.nn.Module, got {type(module).__name__}")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise InputError(
-                f"expected a positive integer, got {batch_size!r}", record="batch_size"
-            )
+        check_positive(batch_size, "batch_size")
+        check_positive(threads, "threads", allow_none=True)
         if threads is not None:
-            if not isinstance(threads, int) or threads < 1:
-                raise InputError(f"expected a positive integer, got {threads!r}", record="threads")
             torch.set_num_threads(threads)
         self._module = module.eval()
         self._model = model_name or type(module).__name__
