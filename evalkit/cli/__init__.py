@@ -16,6 +16,7 @@ from evalkit.cli import datasets as datasets_cmd
 from evalkit.cli import demo as demo_cmd
 from evalkit.cli import evaluate as evaluate_cmd
 from evalkit.cli import export as export_cmd
+from evalkit.cli import matrix as matrix_cmd
 from evalkit.cli import quantize as quantize_cmd
 from evalkit.cli import references as references_cmd
 from evalkit.cli import report as report_cmd
@@ -39,6 +40,7 @@ EXTRA_PACKAGES = {
 COMMANDS = (
     demo_cmd,
     run_cmd,
+    matrix_cmd,
     evaluate_cmd,
     datasets_cmd,
     references_cmd,

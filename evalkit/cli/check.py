@@ -11,6 +11,7 @@ from typing import Any
 from evalkit.errors import InputError
 from evalkit.fingerprint import KINDS
 from evalkit.gate import HEADERS, CheckReport, Scoped, Tolerances, check, load_tolerances
+from evalkit.matrix.table import is_matrix
 from evalkit.record import load_result
 
 _AP50_DROP = 0.5
@@ -141,8 +142,19 @@ def _write(path: str, text: str, mode: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     tolerances = tolerances_from_args(args)
-    result, baseline = load_result(args.result), load_result(args.baseline)
-    report = check(result, baseline, tolerances, allow=args.allow_different)
+    matrices = [is_matrix(Path(p)) for p in (args.result, args.baseline)]
+    if any(matrices):
+        if not all(matrices):
+            raise InputError(
+                "a matrix folder is checked against a matrix folder (both hold matrix.json)",
+                path=args.result if not matrices[0] else args.baseline,
+            )
+        from evalkit.matrix.check import check_matrix
+
+        report = check_matrix(args.result, args.baseline, tolerances, args.allow_different)
+    else:
+        result, baseline = load_result(args.result), load_result(args.baseline)
+        report = check(result, baseline, tolerances, allow=args.allow_different)
     print(render_report(report))
     if args.junit:
         _write(args.junit, report.to_junit_xml(), "w")

@@ -41,6 +41,14 @@ def add_parser(subparsers: Any) -> None:
         help="zoo: the model zoo's evaluation chain (overrides 'profile')",
     )
     parser.add_argument("--protocols", help="comma-separated protocols, e.g. coco,st")
+    parser.add_argument(
+        "--executor",
+        help="where inference runs: local (default) or ray (overrides 'executor.kind')",
+    )
+    parser.add_argument(
+        "--address",
+        help="ray: the cluster address, e.g. ray://head:10001 (default: a local cluster)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars (CI)")
     parser.add_argument(
         "--set",
@@ -66,6 +74,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "dataset.limit": args.limit,
         "profile": args.profile,
         "protocols": args.protocols,
+        # getattr: callers that build the namespace themselves predate these flags.
+        "executor.kind": getattr(args, "executor", None),
+        "executor.address": getattr(args, "address", None),
     }
     overrides.update({k: v for k, v in flags.items() if v is not None})
     if args.quiet:

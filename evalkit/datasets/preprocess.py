@@ -141,6 +141,17 @@ PREPROCESSORS.add("uint8-nhwc", Preprocessor(size=(300, 300), layout="NHWC", dty
 PREPROCESSORS.add("tfod-ssd", Preprocessor(size=(300, 300), layout="NHWC", dtype="uint8"))
 
 
+# Float NHWC inputs of other families (sized to the model by the runner that uses them):
+# x / 255 (ultralytics YOLO) and (x - 127.5) / 127.5 (the zoo's TF models' rescaling).
+PREPROCESSORS.add(
+    "unit-nhwc", Preprocessor(size=(300, 300), layout="NHWC", dtype="float32", scale=255)
+)
+PREPROCESSORS.add(
+    "signed-nhwc",
+    Preprocessor(size=(300, 300), layout="NHWC", dtype="float32", mean=127.5, scale=127.5),
+)
+
+
 def get_preprocessor(name: str) -> Preprocessor:
     """A named preset; unknown names are answered with the known ones."""
     return PREPROCESSORS.get(name)

@@ -7,22 +7,22 @@ prints them); an unknown field is an error that suggests the nearest known one.
 from __future__ import annotations
 
 import difflib
-import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import Any, Literal
 
 import yaml
 
 from evalkit.datasets.dataset import DATASETS
 from evalkit.errors import InputError
 from evalkit.metrics.protocol import DEFAULT_PROTOCOLS
+from evalkit.pipeline import typed_yaml
+from evalkit.pipeline.executors import EXECUTORS, ExecutorConfig
+from evalkit.pipeline.typed_yaml import build, set_path
 from evalkit.postprocess.decoders import DECODERS
 from evalkit.postprocess.nms import NmsSettings
-
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 @dataclass(frozen=True)
@@ -149,6 +149,7 @@ class RunConfig:
         metadata={"help": "images per inference call (default: 32 under profile zoo, else 1)"},
     )
     latency: LatencyConfig = field(default_factory=LatencyConfig)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     reference: ReferenceConfig | None = field(
         default=None, metadata={"help": "published figures to compare with"}
     )
@@ -158,106 +159,6 @@ class RunConfig:
     )
     output: str = field(default="runs/run", metadata={"help": "output folder"})
     quiet: bool = field(default=False, metadata={"help": "no progress bars"})
-
-
-def expand_env(value: str, where: str, source: str) -> str:
-    """Replace ``${NAME}`` with the environment variable; unset ones are errors."""
-
-    def swap(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in os.environ:
-            raise InputError(
-                f"environment variable ${{{name}}} is not set", path=source, record=where
-            )
-        return os.environ[name]
-
-    return _ENV.sub(swap, value)
-
-
-def _unknown(key: str, known: Sequence[str], where: str, source: str) -> InputError:
-    # difflib misses abbreviations ('iou' for 'iou_threshold'); a prefix is a good hint too.
-    close = difflib.get_close_matches(key, known, n=1) or [k for k in known if k.startswith(key)]
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return InputError(
-        f"unknown field {key!r}{hint}; known: {', '.join(known)}", path=source, record=where
-    )
-
-
-def _convert(kind: Any, value: Any, where: str, source: str) -> Any:
-    origin = get_origin(kind)
-    args = get_args(kind)
-    if value is None and (kind is type(None) or type(None) in args):
-        return None
-    if origin is Literal:
-        if value not in args:
-            raise InputError(
-                f"expected one of {list(args)}, got {value!r}", path=source, record=where
-            )
-        return value
-    if args and type(None) in args:  # Optional[X]
-        inner = next(a for a in args if a is not type(None))
-        return _convert(inner, value, where, source)
-    if is_dataclass(kind):
-        return _build(kind, value, where, source)
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise InputError(f"expected a mapping, got {value!r}", path=source, record=where)
-        return {str(k): _convert(args[1], v, f"{where}.{k}", source) for k, v in value.items()}
-    if origin is list:
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, list):
-            raise InputError(f"expected a list, got {value!r}", path=source, record=where)
-        return [_convert(args[0], v, f"{where}[{i}]", source) for i, v in enumerate(value)]
-    if kind is bool:
-        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
-            return value.lower() in ("true", "yes", "1")
-        if not isinstance(value, bool):
-            raise InputError(f"expected true or false, got {value!r}", path=source, record=where)
-        return value
-    if kind is int or kind is float:
-        # No coercion: "0.5" (a string), true (a bool) or 2.5 for a count are mistakes.
-        integral = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise InputError(f"expected a number, got {value!r}", path=source, record=where)
-        if kind is int and not integral:
-            raise InputError(f"expected a whole number, got {value!r}", path=source, record=where)
-        return kind(value)
-    if kind is str:
-        if not isinstance(value, (str, int, float)):
-            raise InputError(f"expected text, got {value!r}", path=source, record=where)
-        return expand_env(str(value), where, source)
-    raise TypeError(f"unsupported config type {kind!r} at {where}")
-
-
-def _build(cls: Any, data: Any, where: str, source: str) -> Any:
-    if data is None:
-        data = {}
-    if not isinstance(data, Mapping):
-        raise InputError(f"expected a mapping, got {data!r}", path=source, record=where or "top")
-    hints = get_type_hints(cls)
-    known = [f.name for f in fields(cls)]
-    values: dict[str, Any] = {}
-    for key, value in data.items():
-        if key not in known:
-            raise _unknown(str(key), known, where or "top level", source)
-        values[key] = _convert(hints[key], value, f"{where}.{key}" if where else key, source)
-    try:
-        return cls(**values)
-    except ValueError as exc:  # a settings type's own check (NmsSettings)
-        raise InputError(str(exc), path=source, record=where or "top level") from None
-
-
-def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
-    parts = dotted.split(".")
-    node = data
-    for part in parts[:-1]:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = {}
-            node[part] = child
-        node = child
-    node[parts[-1]] = yaml.safe_load(value) if isinstance(value, str) else value
 
 
 def load_config(path: str | Path | None, overrides: Mapping[str, Any] | None = None) -> RunConfig:
@@ -276,8 +177,8 @@ def load_config(path: str | Path | None, overrides: Mapping[str, Any] | None = N
             raise InputError("expected a mapping at the top of the config", path=path)
         data = dict(loaded or {})
     for dotted, value in (overrides or {}).items():
-        _set_path(data, dotted, value)
-    config: RunConfig = _build(RunConfig, data, "", source)
+        set_path(data, dotted, value)
+    config: RunConfig = build(RunConfig, data, "", source)
     check_values(config, source)
     if not config.variants:
         raise InputError(
@@ -305,6 +206,7 @@ def check_values(config: RunConfig, source: str) -> None:
             path=source,
             record="nms.score_threshold",
         )
+    _check_executor(config.executor, source)
     if config.latency.runs < 0 or config.latency.warmup < 0:
         raise InputError(
             "expected counts >= 0", path=source, record="latency.runs / latency.warmup"
@@ -324,6 +226,25 @@ def check_values(config: RunConfig, source: str) -> None:
             _known("decoder", variant.decoder, decoders, source, f"variants.{name}.decoder")
     check_quantize_sources(config.variants, source)
     _known_protocols(config.protocols, source)
+
+
+def _check_executor(executor: ExecutorConfig, source: str) -> None:
+    _known("executor", executor.kind, EXECUTORS.names(), source, "executor.kind")
+    _positive(executor.actors, "executor.actors", source)
+    _positive(executor.threads_per_actor, "executor.threads_per_actor", source)
+    if not executor.cpus_per_actor > 0:
+        raise InputError(
+            f"expected a number of CPUs > 0, got {executor.cpus_per_actor!r}",
+            path=source,
+            record="executor.cpus_per_actor",
+        )
+    if executor.kind == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            from evalkit.pipeline.ray_executor import INSTALL_HINT
+
+            raise InputError(INSTALL_HINT, path=source, record="executor.kind")
 
 
 def check_quantize_sources(variants: Mapping[str, VariantConfig], source: str | None) -> None:
@@ -380,24 +301,4 @@ def resolved_profile(config: RunConfig) -> Literal["zoo", "plain"]:
 
 def describe_fields(cls: Any = RunConfig, prefix: str = "") -> list[tuple[str, str, str]]:
     """(dotted name, default, help) of every field, for ``evalkit run --help``."""
-    rows: list[tuple[str, str, str]] = []
-    hints = get_type_hints(cls)
-    for f in fields(cls):
-        name = f"{prefix}{f.name}"
-        kind = hints[f.name]
-        inner = [a for a in get_args(kind) if is_dataclass(a)]
-        target = kind if is_dataclass(kind) else (inner[0] if inner else None)
-        if get_origin(kind) is dict and is_dataclass(get_args(kind)[1]):
-            rows.append((name, "{}", str(f.metadata.get("help", ""))))
-            rows.extend(describe_fields(get_args(kind)[1], f"{name}.NAME."))
-        elif target is not None:
-            rows.extend(describe_fields(target, f"{name}."))
-        else:
-            if f.default is not MISSING:
-                default = f.default
-            elif f.default_factory is not MISSING:
-                default = f.default_factory()
-            else:
-                default = None
-            rows.append((name, repr(default), str(f.metadata.get("help", ""))))
-    return rows
+    return typed_yaml.describe_fields(cls, prefix)

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from tqdm import tqdm
 
@@ -91,11 +92,25 @@ class _Prepared:
     preprocess_s: float
 
 
-def _prepare(dataset: Dataset, runner: Runner, indices: list[int]) -> _Prepared:
+@dataclass(frozen=True)
+class BatchResult:
+    """One inference batch done: NMS output and image stamp per predicted image (in
+    ``indices`` order), the images that would not decode, and the seconds of each stage."""
+
+    indices: tuple[int, ...]
+    per_image: tuple[ImageDetections, ...]
+    stamps: tuple[ImageStamp, ...]
+    failed: tuple[tuple[int, str], ...]
+    decode_s: float = 0.0
+    preprocess_s: float = 0.0
+    inference_s: float = 0.0
+    postprocess_s: float = 0.0
+
+
+def _prepare(paths: Sequence[Path], runner: Runner, indices: Sequence[int]) -> _Prepared:
     t0 = time.perf_counter()
     images, kept, stamps, failed = [], [], [], []
-    for i in indices:
-        path = dataset.image_path(i)
+    for i, path in zip(indices, paths, strict=True):
         try:
             image = decode_rgb(path)
             stamps.append(ImageStamp.of(path, image.shape[1], image.shape[0]))
@@ -118,6 +133,110 @@ def _finish(
     return per_image, time.perf_counter() - t0
 
 
+def predict_batch(
+    paths: Sequence[Path],
+    indices: Sequence[int],
+    runner: Runner,
+    decoder: Decoder,
+    nms: NmsSettings,
+) -> BatchResult:
+    """One batch start to end in the calling thread (what a remote worker runs)."""
+    prepared = _prepare(paths, runner, indices)
+    if not prepared.indices:
+        return BatchResult((), (), (), tuple(prepared.failed), prepared.decode_s)
+    t0 = time.perf_counter()
+    raw = runner.run(prepared.batch)
+    inference_s = time.perf_counter() - t0
+    per_image, postprocess_s = _finish(decoder, raw, nms)
+    return BatchResult(
+        tuple(prepared.indices),
+        tuple(per_image),
+        tuple(prepared.stamps),
+        tuple(prepared.failed),
+        prepared.decode_s,
+        prepared.preprocess_s,
+        inference_s,
+        postprocess_s,
+    )
+
+
+class BatchExecutor(Protocol):
+    """Runs inference batches and yields each as it is done, in any order."""
+
+    def run_batches(
+        self,
+        dataset: Dataset,
+        batches: Sequence[Sequence[int]],
+        runner: Runner,
+        decoder: Decoder,
+        nms: NmsSettings,
+    ) -> Iterator[BatchResult]: ...
+
+
+@dataclass(frozen=True)
+class ThreadExecutor:
+    """This process: decode and pre-processing in worker threads a few batches ahead,
+    output decoding + NMS of a batch while the next one is inferred."""
+
+    workers: int = 2
+
+    def run_batches(
+        self,
+        dataset: Dataset,
+        batches: Sequence[Sequence[int]],
+        runner: Runner,
+        decoder: Decoder,
+        nms: NmsSettings,
+    ) -> Iterator[BatchResult]:
+        with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
+            pending: deque[Future[_Prepared]] = deque()
+            queue = iter(batches)
+
+            def refill() -> None:
+                while len(pending) < PREFETCH:
+                    chunk = next(queue, None)
+                    if chunk is None:
+                        return
+                    paths = [dataset.image_path(i) for i in chunk]
+                    pending.append(pool.submit(_prepare, paths, runner, chunk))
+
+            refill()
+            finishing: deque[tuple[_Prepared, float, Future[tuple[list[ImageDetections], float]]]]
+            finishing = deque()
+
+            def done(keep: int) -> Iterator[BatchResult]:
+                while len(finishing) > keep:
+                    prepared, inference_s, future = finishing.popleft()
+                    per_image, postprocess_s = future.result()
+                    yield BatchResult(
+                        tuple(prepared.indices),
+                        tuple(per_image),
+                        tuple(prepared.stamps),
+                        (),
+                        0.0,
+                        0.0,
+                        inference_s,
+                        postprocess_s,
+                    )
+
+            while pending:
+                prepared = pending.popleft().result()
+                refill()
+                # Stage times and failures are reported as soon as the batch is read.
+                yield BatchResult(
+                    (), (), (), tuple(prepared.failed), prepared.decode_s, prepared.preprocess_s
+                )
+                if not prepared.indices:
+                    continue
+                t0 = time.perf_counter()
+                raw = runner.run(prepared.batch)
+                inference_s = time.perf_counter() - t0
+                # Decode + NMS of this batch overlap with the next batch's inference.
+                finishing.append((prepared, inference_s, pool.submit(_finish, decoder, raw, nms)))
+                yield from done(keep=PREFETCH)
+            yield from done(keep=0)
+
+
 def predict(
     dataset: Dataset,
     runner: Runner,
@@ -132,9 +251,12 @@ def predict(
     description: str = "predict",
     workers: int = 2,
     on_batch: Callable[[int], None] | None = None,
+    executor: BatchExecutor | None = None,
 ) -> Predictions:
     """Predictions for ``indices`` (all images by default; or the images of ``batches``, in
-    that order and grouping), resuming from ``cache``."""
+    that order and grouping), resuming from ``cache``. ``executor`` runs the batches (this
+    process's threads by default; :mod:`evalkit.pipeline.ray_executor` spreads them over a
+    Ray cluster); each result is cached as it arrives, whatever their order."""
     if batches is not None:
         fixed = [list(b) for b in batches]
         wanted = [i for b in fixed for i in b]
@@ -168,55 +290,23 @@ def predict(
         disable=not progress,
         dynamic_ncols=True,
     )
+    running = executor or ThreadExecutor(workers)
     try:
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            pending: deque[Future[_Prepared]] = deque()
-            queue = iter(run_batches)
-
-            def refill() -> None:
-                while len(pending) < PREFETCH:
-                    chunk = next(queue, None)
-                    if chunk is None:
-                        return
-                    pending.append(pool.submit(_prepare, dataset, runner, chunk))
-
-            refill()
-            finishing: deque[tuple[_Prepared, Future[tuple[list[ImageDetections], float]]]] = (
-                deque()
-            )
-
-            def drain(keep: int) -> None:
-                nonlocal postprocess_s
-                while len(finishing) > keep:
-                    prepared, future = finishing.popleft()
-                    per_image, seconds = future.result()
-                    postprocess_s += seconds
-                    for index, dets, stamp in zip(
-                        prepared.indices, per_image, prepared.stamps, strict=True
-                    ):
-                        done[index] = (dets, stamp)
-                        if cache is not None:
-                            cache.append(index, dets, stamp)
-                    bar.update(len(prepared.indices))
-                    if on_batch is not None:
-                        on_batch(len(prepared.indices))
-
-            while pending:
-                prepared = pending.popleft().result()
-                refill()
-                decode_s += prepared.decode_s
-                preprocess_s += prepared.preprocess_s
-                failed.extend(prepared.failed)
-                bar.update(len(prepared.failed))
-                if not prepared.indices:
-                    continue
-                t0 = time.perf_counter()
-                raw = runner.run(prepared.batch)
-                inference_s += time.perf_counter() - t0
-                # Decode + NMS of this batch overlap with the next batch's inference.
-                finishing.append((prepared, pool.submit(_finish, decoder, raw, nms)))
-                drain(keep=PREFETCH)
-            drain(keep=0)
+        for result in running.run_batches(dataset, run_batches, runner, decoder, nms):
+            decode_s += result.decode_s
+            preprocess_s += result.preprocess_s
+            inference_s += result.inference_s
+            postprocess_s += result.postprocess_s
+            failed.extend(result.failed)
+            for index, dets, stamp in zip(
+                result.indices, result.per_image, result.stamps, strict=True
+            ):
+                done[index] = (dets, stamp)
+                if cache is not None:
+                    cache.append(index, dets, stamp)
+            bar.update(len(result.indices) + len(result.failed))
+            if on_batch is not None and result.indices:
+                on_batch(len(result.indices))
     finally:
         bar.close()
         if cache is not None:

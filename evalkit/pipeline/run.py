@@ -23,6 +23,7 @@ from evalkit.errors import InputError, RunInterrupted
 from evalkit.fingerprint import dataset_fingerprint, split_of
 from evalkit.hashing import file_sha256
 from evalkit.pipeline.config import RunConfig, resolved_profile
+from evalkit.pipeline.executors import open_executor
 from evalkit.pipeline.inputs import limited, open_dataset, with_decoded_sizes
 from evalkit.pipeline.lock import FolderLock
 from evalkit.pipeline.publish import publish, staging_dir
@@ -155,10 +156,15 @@ def _evaluate(
     indices = list(range(len(dataset)))
     progress.images = len(indices)
     models: dict[str, Path] = {}
-    found = {
-        name: predict_variant(name, config, dataset, indices, models, out, stage, log)
-        for name in variant_order(config.variants)
-    }
+    executor = open_executor(config.executor)
+    try:
+        found = {
+            name: predict_variant(name, config, dataset, indices, models, out, stage, log, executor)
+            for name in variant_order(config.variants)
+        }
+        ran_on = executor.describe()
+    finally:
+        executor.close()
     evaluated, keep, position = _readable(found, dataset, config, log)
     decoded, mismatched = _decoded_sizes(found, keep, position, evaluated, log)
     scored = ScoredSet(evaluated.ground_truth, decoded, keep, position)
@@ -168,7 +174,8 @@ def _evaluate(
         )
         for name, v in found.items()
     }
-    return _run_record(config, reference, evaluated, mismatched, variants, opened, dataset)
+    record = _run_record(config, reference, evaluated, mismatched, variants, opened, dataset)
+    return replace(record, executor=ran_on)
 
 
 def _run_record(

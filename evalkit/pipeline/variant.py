@@ -20,6 +20,7 @@ from evalkit.pipeline.config import (
     check_quantize_sources,
     resolved_profile,
 )
+from evalkit.pipeline.executors import Executor, RunnerSpec
 from evalkit.pipeline.inputs import build_decoder, check_mapping, zoo_batches
 from evalkit.pipeline.predict import Predictions, predict
 from evalkit.postprocess.decoders import Decoder
@@ -132,16 +133,20 @@ def batch_size_of(config: RunConfig) -> int:
     return config.batch_size or (ZOO_BATCH_SIZE if zoo else 1)
 
 
+def runner_options(name: str, config: RunConfig) -> dict[str, Any]:
+    """What a variant's runner is opened with (here, or by a remote executor's workers)."""
+    return {
+        "batch_size": batch_size_of(config),
+        "threads": config.threads,
+        "preprocessor": config.variants[name].preprocessor,
+    }
+
+
 def prepare(name: str, model: Path, config: RunConfig, dataset: Dataset) -> Prepared:
     """Runner, decoder (and its files) and class mapping of a variant, or the InputError
     that says which of them cannot be used."""
     variant = config.variants[name]
-    runner = open_runner(
-        model,
-        batch_size=batch_size_of(config),
-        threads=config.threads,
-        preprocessor=variant.preprocessor,
-    )
+    runner = open_runner(model, **runner_options(name, config))
     decoder, why = build_decoder(variant, runner, model, dataset)
     if not decoder.class_names:
         raise InputError(
@@ -175,8 +180,10 @@ def predict_variant(
     out: Path,
     stage: Path,
     log: Log,
+    executor: Executor | None = None,
 ) -> PredictedVariant:
-    """Predictions of one variant on ``indices`` (cached) and its record so far."""
+    """Predictions of one variant on ``indices`` (cached; its batches run by ``executor``,
+    this process by default) and its record so far."""
     variant = config.variants[name]
     zoo = resolved_profile(config) == "zoo"
     nms = config.nms
@@ -222,6 +229,9 @@ def predict_variant(
         cache=cache,
         progress=not config.quiet,
         description=name,
+        executor=None
+        if executor is None
+        else executor.for_variant(name, RunnerSpec(model.path, runner_options(name, config))),
     )
     if cache.discarded is not None:
         log(

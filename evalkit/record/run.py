@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from evalkit.errors import InputError
-from evalkit.record.fields import Fields, Json, listed
+from evalkit.record.fields import Fields, Json, listed, put
 from evalkit.record.variant import ProtocolResult, VariantRecord
 
 # The evaluation chain a run followed (evalkit.pipeline.config: ``auto`` resolves to one).
@@ -126,6 +126,7 @@ class RunRecord:
     config: Json | None = None  # every setting of the run, as evalkit.pipeline.config wrote it
     profile: Profile | None = None
     environment: Json | None = None  # evalkit.provenance.environment()
+    executor: Json | None = None  # where the batches ran (evalkit.pipeline.executors)
     reference: ReferenceVerdict | None = None
     dataset: DatasetSummary = field(default_factory=DatasetSummary)
     extra: Json = field(default_factory=dict)
@@ -164,6 +165,7 @@ class RunRecord:
             config=f.json("config"),
             profile=f.choice("profile", PROFILES),
             environment=f.json("environment"),
+            executor=f.json("executor"),
             reference=None if reference is None else ReferenceVerdict.from_fields(reference),
             dataset=DatasetSummary() if dataset is None else DatasetSummary.from_fields(dataset),
             extra=f.rest(),
@@ -180,8 +182,9 @@ class RunRecord:
             "config": self.config,
             "profile": self.profile,
             "environment": self.environment,
-            "reference": None if self.reference is None else self.reference.to_dict(),
         }
+        put(out, "executor", self.executor)  # recorded since the ray executor
+        out["reference"] = None if self.reference is None else self.reference.to_dict()
         if self.schema_version >= 2:
             out["fingerprint"] = self.fingerprint
         out["dataset"] = self.dataset.to_dict()

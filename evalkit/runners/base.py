@@ -277,6 +277,7 @@ class ModelFileKind:
 # Keyed by file suffix, lower case: a new runtime is one entry here and one in RUNNERS.
 MODEL_FILES: Registry[ModelFileKind] = Registry("model file type")
 MODEL_FILES.add(".onnx", ModelFileKind(runner="onnxruntime", format="onnx"))
+MODEL_FILES.add(".tflite", ModelFileKind(runner="litert", format="tflite"))
 
 
 def model_file_kind(path: Path) -> ModelFileKind:
@@ -301,3 +302,4 @@ def open_runner(path: Path, **options: Any) -> Runner:
 # which they import, does not import them, and onnxruntime or torch load only when used.
 RUNNERS.add_lazy("onnxruntime", "evalkit.runners.onnx:OnnxRunner")
 RUNNERS.add_lazy("torch", "evalkit.runners.torch:TorchRunner")
+RUNNERS.add_lazy("litert", "evalkit.runners.litert:LiteRtRunner")
