@@ -1,6 +1,6 @@
 """What each way of installing evalkit puts on disk: a fresh virtual environment per
 install line (``pip install .`` for evaluation only, ``.[run]`` for everything the README's
-main command needs, ``.[run,test]`` for the test command), measured as the size of its
+main command needs, ``.[run,ray,test]`` for the test command), measured as the size of its
 site-packages and the packages pip reports. Records ``benchmarks/results/install_size.*``.
 
     python benchmarks/install_size.py
@@ -21,7 +21,7 @@ from typing import Any
 
 from _results import REPO, machine_info, write_results
 
-EXTRAS = ("", "run", "run,test")
+EXTRAS = ("", "run", "run,ray,test")
 
 
 def _size(folder: Path) -> int:

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 # The run extra (pyproject.toml), by import name.
-EXTRA = {"cv2", "onnx", "onnxruntime", "torch", "pandas", "matplotlib"}
+EXTRA = {"cv2", "onnx", "onnxruntime", "torch", "pandas", "matplotlib", "ai_edge_litert"}
 
 
 class _NotInstalled(importlib.abc.MetaPathFinder):

@@ -34,6 +34,7 @@ EXTRA_PACKAGES = {
     "torch": "torch",
     "pandas": "pandas",
     "matplotlib": "matplotlib",
+    "ai_edge_litert": "ai-edge-litert",
 }
 
 # Each subcommand module exposes add_parser(subparsers) and sets func on its parser.

@@ -91,6 +91,15 @@ class VariantConfig:
         default=None,
         metadata={"help": "model class names, background excluded (mapped to the dataset)"},
     )
+    anchors: list[list[float]] | None = field(
+        default=None,
+        metadata={
+            "help": "yolov2/yoloxn: anchors [w, h] in grid cells (postprocessing.yolo_anchors)"
+        },
+    )
+    strides: list[int] | None = field(
+        default=None, metadata={"help": "yoloxn: each output's network stride; yolox: levels"}
+    )
     preprocessor: str | None = field(
         default=None, metadata={"help": "override the pre-processing chosen from the model"}
     )

@@ -82,7 +82,15 @@ def build_decoder(
         if names is not None:
             why += "; class names by the zoo's rule (column k = k-th smallest category id)"
     model_dir = Path(variant.model_dir) if variant.model_dir else None
-    decoder = factory.for_request(DecoderRequest(model, names, model_dir))
+    request = DecoderRequest(
+        model,
+        names,
+        model_dir,
+        input_size=runner.preprocessing.preprocessor.size,
+        anchors=tuple((float(w), float(h)) for w, h in variant.anchors or ()),
+        strides=tuple(variant.strides or ()),
+    )
+    decoder = factory.for_request(request)
     return decoder, why
 
 

@@ -33,7 +33,8 @@ from evalkit.datasets.images import decode_rgb
 from evalkit.errors import InputError
 from evalkit.pipeline.cache import ImageStamp, PredictionCache
 from evalkit.postprocess.decoders import Decoder
-from evalkit.postprocess.nms import NmsSettings, nms_batch
+from evalkit.postprocess.final import detections
+from evalkit.postprocess.nms import NmsSettings
 from evalkit.runners.base import Runner
 from evalkit.types import ImageDetections, RawOutputs
 
@@ -129,7 +130,7 @@ def _finish(
     decoder: Decoder, raw: RawOutputs, nms: NmsSettings
 ) -> tuple[list[ImageDetections], float]:
     t0 = time.perf_counter()
-    per_image = nms_batch(decoder.decode(raw), nms)
+    per_image = detections(decoder, raw, nms)
     return per_image, time.perf_counter() - t0
 
 

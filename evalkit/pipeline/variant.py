@@ -24,6 +24,7 @@ from evalkit.pipeline.executors import Executor, RunnerSpec
 from evalkit.pipeline.inputs import build_decoder, check_mapping, zoo_batches
 from evalkit.pipeline.predict import Predictions, predict
 from evalkit.postprocess.decoders import Decoder
+from evalkit.postprocess.final import nms_record
 from evalkit.record import Latency, Timings, VariantRecord
 from evalkit.record import ModelFile as RecordedModel
 from evalkit.runners.base import Runner, model_file_kind, open_runner
@@ -261,20 +262,34 @@ def predict_variant(
             **runner.preprocessing.preprocessor.settings(),
         },
         decoder={"name": decoder.name, "why": ready.why, **decoder.settings()},
-        nms=nms.to_dict(),
+        nms=nms_record(decoder, nms),
         batching=batching,
         class_mapping=ready.mapping.describe(),
         timings=Timings(**predictions.times.to_dict()),
-        **model_figures(model.path, variant, config),
+        **model_figures(model.path, variant, config, name, log),
     )
     return PredictedVariant(record=record, predictions=predictions, mapping=ready.mapping)
 
 
-def model_figures(model: Path, variant: VariantConfig, config: RunConfig) -> dict[str, Any]:
+def model_figures(
+    model: Path, variant: VariantConfig, config: RunConfig, name: str, log: Log
+) -> dict[str, Any]:
     """Latency (its own pass), model statistics, the memory estimate, on-board figures."""
     from evalkit.bench.memory import activation_memory
     from evalkit.bench.model_stats import model_stats
 
+    onboard = None
+    if variant.stedgeai_report:
+        from evalkit.bench.stedgeai import import_report
+
+        onboard = import_report(variant.stedgeai_report).to_dict()
+    kind = model_file_kind(model)
+    if not kind.onnx_figures:
+        log(
+            f"[{name}] latency, model statistics and the memory estimate are measured on ONNX "
+            f"models only: none recorded for this {kind.format} file"
+        )
+        return {"latency": None, "model_stats": None, "memory": None, "onboard": onboard}
     latency = None
     if config.latency.runs > 0:
         from evalkit.bench.latency import measure_latency
@@ -285,11 +300,6 @@ def model_figures(model: Path, variant: VariantConfig, config: RunConfig) -> dic
     memory = activation_memory(model).to_dict()
     memory.pop("live_bytes", None)  # per-node curve: large, and not needed in the record
     memory.pop("node_names", None)
-    onboard = None
-    if variant.stedgeai_report:
-        from evalkit.bench.stedgeai import import_report
-
-        onboard = import_report(variant.stedgeai_report).to_dict()
     stats = model_stats(model).to_dict()
     return {
         "latency": None if latency is None else Latency(latency),

@@ -3,8 +3,10 @@
 Registered in :data:`DECODERS`: ``st-ssd`` (the zoo's raw logits and prior offsets,
 reference-pipeline.md section 4), ``tfod-ssd`` (TF-OD SSD exports cut before their NMS:
 sigmoid scores, column j = COCO category id j, and anchor encodings) and ``decoded``
-(scores and corners computed in the model, the deployed form). The output forms and
-:func:`detect_decoder`, which picks one from names and shapes, live in ``outputs.py``.
+(scores and corners computed in the model, the deployed form); lazily, ``final-detections``
+(:mod:`evalkit.postprocess.final`) and the other families' ``ultralytics``, ``yolox``,
+``yolov2``, ``yoloxn`` and ``blazeface`` (:mod:`evalkit.postprocess.yolo`). The output forms
+and :func:`detect_decoder`, which picks one from names and shapes, live in ``outputs.py``.
 """
 
 from __future__ import annotations
@@ -373,6 +375,9 @@ class DecoderRequest:
     model: Path
     class_names: tuple[str, ...] | None = None  # None: the decoder's own (or none)
     model_dir: Path | None = None  # a decoder's side files; None: the model's folder
+    input_size: tuple[int, int] = (300, 300)  # (width, height) the model takes
+    anchors: tuple[tuple[float, float], ...] = ()  # YOLOv2-style heads: (w, h) in grid cells
+    strides: tuple[int, ...] = ()  # multi-level heads: each output's network stride
 
 
 class DecoderFactory(Protocol):
@@ -391,3 +396,14 @@ class DecoderFactory(Protocol):
 DECODERS: Registry[DecoderFactory] = Registry("decoder")
 for _decoder in (StSsdDecoder, TfodSsdDecoder, DecodedDecoder):
     DECODERS.add(_decoder.name, _decoder)
+# TFLite_Detection_PostProcess outputs, used as they are (evalkit.postprocess.final).
+DECODERS.add_lazy("final-detections", "evalkit.postprocess.final:FinalDetectionsDecoder")
+# The zoo's other families (evalkit.postprocess.yolo).
+for _name, _class in (
+    ("ultralytics", "UltralyticsDecoder"),
+    ("yolox", "YoloxDecoder"),
+    ("yolov2", "YoloV2Decoder"),
+    ("yoloxn", "YoloxnDecoder"),
+    ("blazeface", "BlazeFaceDecoder"),
+):
+    DECODERS.add_lazy(_name, f"evalkit.postprocess.yolo:{_class}")

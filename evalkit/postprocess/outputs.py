@@ -66,8 +66,32 @@ def box_and_score_outputs(specs: Mapping[str, Spec]) -> tuple[str, str, int | st
     return boxes, scores, count_boxes if isinstance(count_boxes, int) else count_scores
 
 
+def final_detection_outputs(specs: Mapping[str, Spec]) -> tuple[str, str, str, str] | None:
+    """(boxes, classes, scores, count) output names of TFLite_Detection_PostProcess-style
+    final detections, in the op's output order, or None when the outputs are not that."""
+    if len(specs) != 4:
+        return None
+    ranks = {name: len(shape) for name, shape in specs.items()}
+    boxes = [n for n, r in ranks.items() if r == 3 and specs[n][2] == 4]
+    pairs = [n for n, r in ranks.items() if r == 2]
+    count = [n for n, r in ranks.items() if r == 1]
+    if len(boxes) != 1 or len(pairs) != 2 or len(count) != 1:
+        return None
+    per_image = specs[boxes[0]][1]
+    if any(specs[n][1] != per_image for n in pairs):
+        return None
+    return boxes[0], pairs[0], pairs[1], count[0]
+
+
 def detect_decoder(output_specs: Mapping[str, Spec]) -> tuple[str, str]:
     """(decoder name, why) from output names and shapes; ambiguity lists the candidates."""
+    final = final_detection_outputs(output_specs)
+    if final is not None:
+        shown = ", ".join(f"{n} {tuple(output_specs[n])}" for n in final)
+        return "final-detections", (
+            f"final-detections: outputs {shown} are boxes, classes, scores and count in "
+            "TFLite_Detection_PostProcess's order: the model's own detections, no second NMS"
+        )
     try:
         boxes, scores, count = box_and_score_outputs(output_specs)
     except InputError as exc:

@@ -272,11 +272,14 @@ class ModelFileKind:
 
     runner: str
     format: str
+    # Whether evalkit's ONNX analyses apply: onnxruntime latency, graph statistics, the
+    # activation-memory estimate.
+    onnx_figures: bool = False
 
 
 # Keyed by file suffix, lower case: a new runtime is one entry here and one in RUNNERS.
 MODEL_FILES: Registry[ModelFileKind] = Registry("model file type")
-MODEL_FILES.add(".onnx", ModelFileKind(runner="onnxruntime", format="onnx"))
+MODEL_FILES.add(".onnx", ModelFileKind(runner="onnxruntime", format="onnx", onnx_figures=True))
 MODEL_FILES.add(".tflite", ModelFileKind(runner="litert", format="tflite"))
 
 
