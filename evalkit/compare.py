@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 from evalkit.comparable import allowed_warning, host_notes, label, require_comparable
@@ -11,6 +11,9 @@ from evalkit.fingerprint import Difference, Kind
 from evalkit.record import RunRecord, VariantRecord
 
 Unit = Literal["points", "percent", "count"]
+_UNIT_ORDER = {"points": 0, "percent": 1, "count": 2}
+# Deltas below this are float noise (a re-run's sums in another order), not a change.
+_NOISE = 1e-9
 
 # pycocotools' 12 summary statistics, in its order: six precisions, six recalls.
 _AP_STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -63,6 +66,21 @@ class Comparison:
     @property
     def warning(self) -> str | None:
         return allowed_warning(self.differences, self.notes)
+
+    def changed(self) -> Comparison:
+        """The comparison without the shared metrics that did not move (float noise aside)."""
+        moved = tuple(
+            r for r in self.rows if r.a is None or r.b is None or abs(r.delta or 0.0) > _NOISE
+        )
+        return replace(self, rows=moved)
+
+    def by_change(self) -> Comparison:
+        """Rows ordered by how much they moved (largest first, AP points before percents);
+        rows one run lacks keep their place after them."""
+        shared = [r for r in self.rows if r.delta is not None]
+        rest = [r for r in self.rows if r.delta is None]
+        shared.sort(key=lambda r: (_UNIT_ORDER[r.unit], -abs(r.delta or 0.0)))
+        return replace(self, rows=(*shared, *rest))
 
     def only_in(self, side: Literal["a", "b"]) -> tuple[Row, ...]:
         """The rows whose metric only run A (or only run B) has."""

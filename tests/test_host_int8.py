@@ -63,3 +63,28 @@ def test_check_and_compare_note_other_int8_arithmetic(
     a, b = write(tmp_path, "a", _on("vnni")), write(tmp_path, "b", _on("avx2-saturating"))
     assert main(["check", str(a), "--baseline", str(b), "--no-latency"]) == 0
     assert "NOTE: int8 figures come from different int8 arithmetic" in capsys.readouterr().out
+
+
+def test_compare_changed_only_and_sorted_by_change(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = make_result(), copy.deepcopy(make_result(latency_ms=11.0))
+    b["variants"]["int8"]["protocols"]["st"]["AP50"] = 0.46  # -4 points
+    b["variants"]["float"]["protocols"]["coco"]["AP50"] = 0.49  # -1 point
+    b["environment"] = a["environment"] = {"int8_dot_product": "vnni"}
+    pa, pb = write(tmp_path, "a", a), write(tmp_path, "b", b)
+    full = compare(validate(a), validate(b))
+    changed = full.changed()
+    assert {(r.variant, r.protocol, r.metric) for r in changed.rows} == {
+        ("int8", "st", "AP50"), ("float", "coco", "AP50"),
+        ("float", None, "latency_p50_ms"), ("int8", None, "latency_p50_ms"),
+    }  # fmt: skip
+    ordered = changed.by_change().rows
+    assert [(r.variant, r.metric) for r in ordered[:2]] == [("int8", "AP50"), ("float", "AP50")]
+    assert main(["compare", str(pa), str(pb), "--changed-only", "--sort", "change"]) == 0
+    lines = [x.split() for x in capsys.readouterr().out.splitlines()]
+    table = [x for x in lines if x and x[0] in ("int8", "float")]
+    assert [x[:3] for x in table] == [
+        ["int8", "st", "AP50"], ["float", "coco", "AP50"],
+        ["float", "-", "latency_p50_ms"], ["int8", "-", "latency_p50_ms"],
+    ]  # fmt: skip

@@ -27,6 +27,15 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("a", metavar="A", help="result.json (or its run directory)")
     parser.add_argument("b", metavar="B", help="result.json (or its run directory)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--changed-only", action="store_true", help="leave out the metrics that did not move"
+    )
+    parser.add_argument(
+        "--sort",
+        choices=("file", "change"),
+        default="file",
+        help="row order: as in the files (default), or largest change first",
+    )
     add_allow_different(parser)
     parser.set_defaults(func=run)
 
@@ -72,6 +81,10 @@ def render_comparison(comparison: Comparison) -> str:
 
 def run(args: argparse.Namespace) -> int:
     comparison = compare(load_result(args.a), load_result(args.b), allow=args.allow_different)
+    if args.changed_only:
+        comparison = comparison.changed()
+    if args.sort == "change":
+        comparison = comparison.by_change()
     if args.json:
         print(json.dumps(comparison.to_dict(), indent=2))
     else:

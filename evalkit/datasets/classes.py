@@ -6,8 +6,33 @@ the dataset's categories; names differ between the two conventions, hence the al
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+from evalkit.datasets.voc import VOC_CLASSES
+
+# The 80 COCO category names in category id order: the zoo's class order for COCO models.
+COCO_CLASSES = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
+    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat",
+    "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack",
+    "umbrella", "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball",
+    "kite", "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket",
+    "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
+    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair",
+    "couch", "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse",
+    "remote", "keyboard", "cell phone", "microwave", "oven", "toaster", "sink",
+    "refrigerator", "book", "clock", "vase", "scissors", "teddy bear", "hair drier",
+    "toothbrush",
+)  # fmt: skip
+
+# ``class_names: coco | coco_person | voc``: the model classes, background excluded, in the
+# zoo's order for models trained on that set.
+CLASS_PRESETS: Mapping[str, tuple[str, ...]] = {
+    "coco": COCO_CLASSES,
+    "coco_person": ("person",),
+    "voc": VOC_CLASSES,
+}
 
 # COCO name -> VOC name; both spellings normalise to the same key.
 COCO_VOC_ALIASES = {

@@ -26,8 +26,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
-import yaml
-
 from evalkit.errors import InputError
 from evalkit.pipeline.config import (
     DatasetConfig,
@@ -37,7 +35,7 @@ from evalkit.pipeline.config import (
     check_values,
 )
 from evalkit.pipeline.executors import EXECUTORS, ExecutorConfig
-from evalkit.pipeline.typed_yaml import build, set_path
+from evalkit.pipeline.typed_yaml import build, load_yaml, set_path
 
 # Fields of ``run:`` that the matrix itself sets for each cell.
 CELL_FIELDS = ("name", "dataset", "variants", "reference", "output", "executor", "quiet")
@@ -98,10 +96,7 @@ def load_matrix(path: str | Path, overrides: dict[str, Any] | None = None) -> Ma
     source = str(path)
     if not path.is_file():
         raise InputError("matrix file not found", path=path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise InputError(f"malformed YAML: {exc}", path=path) from None
+    data = load_yaml(path)
     if not isinstance(data, dict):
         raise InputError("expected a mapping at the top of the matrix file", path=path)
     for dotted, value in (overrides or {}).items():

@@ -13,14 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
+from evalkit.datasets.classes import CLASS_PRESETS
 from evalkit.datasets.dataset import DATASETS
 from evalkit.errors import InputError
 from evalkit.metrics.protocol import DEFAULT_PROTOCOLS
 from evalkit.pipeline import typed_yaml
 from evalkit.pipeline.executors import EXECUTORS, ExecutorConfig
-from evalkit.pipeline.typed_yaml import build, set_path
+from evalkit.pipeline.typed_yaml import build, load_yaml, set_path
 from evalkit.postprocess.decoders import DECODERS
 from evalkit.postprocess.nms import NmsSettings
 
@@ -89,7 +88,11 @@ class VariantConfig:
     )
     class_names: list[str] | None = field(
         default=None,
-        metadata={"help": "model class names, background excluded (mapped to the dataset)"},
+        metadata={
+            "help": "model class names, background excluded (mapped to the dataset), or a "
+            f"preset in the zoo's order: {', '.join(CLASS_PRESETS)}",
+            "presets": CLASS_PRESETS,
+        },
     )
     anchors: list[list[float]] | None = field(
         default=None,
@@ -178,10 +181,7 @@ def load_config(path: str | Path | None, overrides: Mapping[str, Any] | None = N
         path = Path(path)
         if not path.is_file():
             raise InputError("config file not found", path=path)
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise InputError(f"malformed YAML: {exc}", path=path) from None
+        loaded = load_yaml(path)
         if loaded is not None and not isinstance(loaded, dict):
             raise InputError("expected a mapping at the top of the config", path=path)
         data = dict(loaded or {})

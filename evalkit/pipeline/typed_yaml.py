@@ -10,6 +10,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, fields, is_dataclass
+from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import yaml
@@ -17,6 +18,33 @@ import yaml
 from evalkit.errors import InputError
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# ``${NAME}`` hidden from the YAML parser, which reads its braces as a flow mapping inside
+# ``{model: ${DATA}/float.onnx}``; put back in every string once parsed.
+_HIDDEN = re.compile(r"__evalkit_env-([A-Za-z_][A-Za-z0-9_]*)-__")
+
+
+def load_yaml(path: Path) -> Any:
+    """A YAML file parsed, its ``${NAME}`` references kept for :func:`expand_env` whatever
+    the style (block or flow) they stand in."""
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not a text file: {exc}", path=path) from None
+    try:
+        parsed = yaml.safe_load(_ENV.sub(r"__evalkit_env-\1-__", text))
+    except yaml.YAMLError as exc:
+        raise InputError(f"malformed YAML: {exc}", path=path) from None
+    return _restore(parsed)
+
+
+def _restore(value: Any) -> Any:
+    if isinstance(value, str):
+        return _HIDDEN.sub(r"${\1}", value)
+    if isinstance(value, dict):
+        return {_restore(k): _restore(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_restore(v) for v in value]
+    return value
 
 
 def expand_env(value: str, where: str, source: str) -> str:
@@ -97,11 +125,16 @@ def build(cls: Any, data: Any, where: str, source: str) -> Any:
     if not isinstance(data, Mapping):
         raise InputError(f"expected a mapping, got {data!r}", path=source, record=where or "top")
     hints = get_type_hints(cls)
-    known = [f.name for f in fields(cls)]
+    declared = {f.name: f for f in fields(cls)}
+    known = list(declared)
     values: dict[str, Any] = {}
     for key, value in data.items():
         if key not in known:
             raise _unknown(str(key), known, where or "top level", source)
+        # A field may name its presets: one word that stands for a whole value.
+        presets = declared[key].metadata.get("presets") or {}
+        if isinstance(value, str) and value in presets:
+            value = list(presets[value])
         values[key] = convert(hints[key], value, f"{where}.{key}" if where else key, source)
     try:
         return cls(**values)
