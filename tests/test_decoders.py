@@ -286,7 +286,10 @@ def test_logits_given_to_a_probability_decoder() -> None:
 
 
 def test_registry_holds_the_three_forms() -> None:
-    assert set(DECODERS.names()) == {"st-ssd", "tfod-ssd", "decoded"}
+    assert set(DECODERS.names()) == {
+        "st-ssd", "tfod-ssd", "decoded", "final-detections",  # the SSD forms, TFLite's own
+        "ultralytics", "yolox", "yolov2", "yoloxn", "blazeface",  # the zoo's other families
+    }  # fmt: skip
     assert isinstance(DECODERS.get("st-ssd")(), StSsdDecoder)
     with pytest.raises(UnknownNameError, match="did you mean 'tfod-ssd'"):
         DECODERS.get("tfod")

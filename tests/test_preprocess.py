@@ -163,7 +163,14 @@ def test_invalid_settings_are_refused(fields: dict[str, object], message: str) -
 
 
 def test_presets_are_registered_frozen_and_self_describing() -> None:
-    assert set(PREPROCESSORS.names()) == {"st-ssd", "uint8-nhwc", "tfod-ssd"}
+    assert set(PREPROCESSORS.names()) == {
+        "st-ssd", "uint8-nhwc", "tfod-ssd", "unit-nhwc", "signed-nhwc"
+    }  # fmt: skip
+    pixels = np.array([[[0, 127, 255]]], np.uint8)  # one RGB pixel, resized to itself below
+    unit = dataclasses.replace(get_preprocessor("unit-nhwc"), size=(1, 1)).apply(pixels)
+    assert unit.ravel().tolist() == [0.0, np.float32(127) / np.float32(255), 1.0]  # x / 255
+    signed = dataclasses.replace(get_preprocessor("signed-nhwc"), size=(1, 1)).apply(pixels)
+    assert signed.ravel().tolist() == [-1.0, np.float32(-0.5) / np.float32(127.5), 1.0]
     st_ssd = get_preprocessor("st-ssd")
     assert (st_ssd.size, st_ssd.layout, st_ssd.dtype) == ((300, 300), "NCHW", "float32")
     assert (st_ssd.mean, st_ssd.scale) == (127, 128)
