@@ -299,7 +299,9 @@ def test_html_self_contained(rendered: tuple[dict[str, Any], Path, Any]) -> None
                   "Host latency (measured)", "STM32N6 memory and latency",
                   "COCO summary statistics", "Per-class AP50: int8 vs float (st)"):  # fmt: skip
         assert f">{title}</h3>" in page
-    assert page.count("<table") == 8  # run header + seven tables
+    assert page.count("<table") == 9  # the verdict box, the run header, seven tables
+    # The answer first: the verdict box stands above the run's metadata.
+    assert page.index('<section class="verdict">') < page.index('<table class="kv">')
     assert "&lt;b&gt;&amp;" in page and "<b>&" not in page
     assert "fixture &lt;run&gt;" in page and "abc123 (with uncommitted changes)" in page
     assert 'class="pub">published (model card)' in page

@@ -17,6 +17,7 @@ from evalkit.cli import demo as demo_cmd
 from evalkit.cli import evaluate as evaluate_cmd
 from evalkit.cli import export as export_cmd
 from evalkit.cli import matrix as matrix_cmd
+from evalkit.cli import models as models_cmd
 from evalkit.cli import quantize as quantize_cmd
 from evalkit.cli import references as references_cmd
 from evalkit.cli import report as report_cmd
@@ -44,6 +45,7 @@ COMMANDS = (
     matrix_cmd,
     evaluate_cmd,
     datasets_cmd,
+    models_cmd,
     references_cmd,
     export_cmd,
     quantize_cmd,

@@ -20,6 +20,7 @@ from evalkit.reports.tables import (
     make_table,
     protocols_of,
 )
+from evalkit.reports.verdict import verdict_table
 
 __all__ = [
     "Plot",
@@ -197,7 +198,11 @@ def render_report(
     out.mkdir(parents=True, exist_ok=True)
     if reference is None:
         reference = record_reference(record)
-    tables = {"run": run_info(record, reference), **build_tables(record, reference)}
+    tables = {
+        "verdict": verdict_table(record, reference),
+        "run": run_info(record, reference),
+        **build_tables(record, reference),
+    }
     plots = render_plots(record, reference, out)
     csv = []
     for table in tables.values():
@@ -209,8 +214,9 @@ def render_report(
     header = tables["run"]
     parts = sections(tables, plots)
     markdown = out / "report.md"
-    markdown.write_text(markdown_document(title, header, parts), encoding="utf-8")
+    lead = tables["verdict"]
+    markdown.write_text(markdown_document(title, header, parts, lead), encoding="utf-8")
     html = out / "report.html"
-    html.write_text(html_document(title, header, parts), encoding="utf-8")
+    html.write_text(html_document(title, header, parts, lead), encoding="utf-8")
     drawn = tuple(p.path for p in plots.values() if p.path is not None)
     return ReportFiles(out, html, markdown, tuple(csv), drawn)

@@ -83,9 +83,20 @@ def markdown_table(table: Table) -> str:
     return "\n".join(lines)
 
 
-def markdown_document(title: str, header: Table, sections: Sequence[Section]) -> str:
+def markdown_document(
+    title: str, header: Table, sections: Sequence[Section], lead: Table | None = None
+) -> str:
     """``report.md``: the same content as the HTML, figures linked as files beside it."""
     parts = [f"# {_md(title)}", ""]
+    if lead is not None:
+        parts += [
+            f"## {_md(lead.title)}",
+            "",
+            f"*{_md(lead.caption)}*",
+            "",
+            markdown_table(lead),
+            "",
+        ]
     parts += [f"- **{_md(label)}**: {_md(meaning)}" for _, label, meaning in LEGEND]
     parts += ["", markdown_table(header), ""]
     for section in sections:
@@ -186,13 +197,19 @@ td.neg{color:#b00020}th.pub{background:#fff1c1}th.meas{background:#d9f2e3}
 th.est{background:#e8e0f8}table.kv td:first-child{font-weight:600;white-space:nowrap}
 .legend span{display:inline-block;padding:2px 8px;margin:2px 6px 2px 0;border-radius:4px;
  font-size:13px}.pub{background:#fff1c1}.meas{background:#d9f2e3}.est{background:#e8e0f8}
+section.verdict{margin:14px 0 18px;padding:4px 16px 10px;border:2px solid #2f6f4f;
+ border-radius:6px;background:#f4fbf7}section.verdict h3{margin-top:8px}
+section.verdict td:first-child{font-weight:600;white-space:nowrap}
 figure{margin:18px 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{color:#444;font-size:14px;margin-top:4px}nav a{margin-right:14px}
 """
 
 
-def html_document(title: str, header: Table, sections: Sequence[Section]) -> str:
-    """``report.html``: one file a person can open and read without the terminal."""
+def html_document(
+    title: str, header: Table, sections: Sequence[Section], lead: Table | None = None
+) -> str:
+    """``report.html``: one file a person can open and read without the terminal; ``lead``
+    (the verdict box) comes first, right under the title."""
     legend = "".join(
         f'<span class="{css}"><b>{_e(label)}</b>: {_e(meaning)}</span>'
         for css, label, meaning in LEGEND
@@ -200,6 +217,7 @@ def html_document(title: str, header: Table, sections: Sequence[Section]) -> str
     nav = "".join(f'<a href="#section-{_slug(s.title)}">{_e(s.title)}</a>' for s in sections)
     body = [
         f"<h1>{_e(title)}</h1>",
+        *([f'<section class="verdict">{_item(lead)}</section>'] if lead is not None else []),
         f'<div class="legend">{legend}</div>',
         html_table(header, css="kv"),
         f"<nav>{nav}</nav>",
