@@ -27,7 +27,7 @@ LAYERS = (
     # readers of records
     "reports", "comparable", "compare", "tolerances", "gate",
     # the run, its front door, the demo, the command line
-    "pipeline", "api", "matrix", "demo", "cli", "__main__", "",
+    "pipeline", "api", "matrix", "reproduce", "demo", "cli", "__main__", "",
 )  # fmt: skip
 
 

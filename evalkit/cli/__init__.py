@@ -21,6 +21,7 @@ from evalkit.cli import models as models_cmd
 from evalkit.cli import quantize as quantize_cmd
 from evalkit.cli import references as references_cmd
 from evalkit.cli import report as report_cmd
+from evalkit.cli import reproduce as reproduce_cmd
 from evalkit.cli import run as run_cmd
 from evalkit.cli import stedgeai as stedgeai_cmd
 from evalkit.errors import InputError
@@ -41,6 +42,7 @@ EXTRA_PACKAGES = {
 # Each subcommand module exposes add_parser(subparsers) and sets func on its parser.
 COMMANDS = (
     demo_cmd,
+    reproduce_cmd,
     run_cmd,
     matrix_cmd,
     evaluate_cmd,

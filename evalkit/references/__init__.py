@@ -26,6 +26,7 @@ the source does not give is null, never estimated. AP50 is also offered as a fra
 from __future__ import annotations
 
 import functools
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, is_dataclass
@@ -34,10 +35,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal, get_args
 
-import yaml
-
 from evalkit.errors import InputError
 from evalkit.metrics import PROTOCOLS
+from evalkit.references.reading import Reader, read_yaml
 from evalkit.registry import Registry
 
 SCHEMA_VERSION = 1
@@ -49,8 +49,6 @@ DATASET_KEYS: tuple[DatasetKey, ...] = get_args(DatasetKey)
 PRECISIONS: tuple[Precision, ...] = get_args(Precision)
 
 # Plain published decimals only: no sign, no exponent, so the text is the figure.
-_DECIMAL = re.compile(r"^\d+(\.\d+)?$")
-_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -187,106 +185,12 @@ def _plain(value: Any) -> Any:
     return value
 
 
-_Kind = Literal["text", "int", "decimal", "version"]
-
-
-class _Reader:
-    """Typed access to one data file's fields; every error names the file and the field."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def fail(self, field: str, problem: str) -> InputError:
-        return InputError(problem, path=self.path, record=field or None)
-
-    def obj(self, value: Any, field: str, keys: tuple[str, ...]) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise self.fail(field, f"expected a mapping, got {_kind(value)}")
-        unknown = sorted(str(k) for k in value if k not in keys)
-        if unknown:
-            where = f"{field}.{unknown[0]}" if field else unknown[0]
-            raise self.fail(where, f"unknown field; expected only: {', '.join(keys)}")
-        return value
-
-    def get(self, data: dict[str, Any], field: str, kind: _Kind, optional: bool = False) -> Any:
-        """``data[last part of field]`` checked as ``kind``; None only when optional."""
-        value = data.get(field.rsplit(".", 1)[-1])
-        if value is None:
-            if optional:
-                return None
-            raise self.fail(field, "missing field")
-        if kind == "decimal":
-            return self.decimal(value, field)
-        if kind == "text" and not (isinstance(value, str) and value.strip()):
-            raise self.fail(field, f"expected a non-empty string, got {_kind(value)} {value!r}")
-        if kind == "int" and (type(value) is not int or value <= 0):
-            raise self.fail(field, f"expected a positive integer, got {_kind(value)} {value!r}")
-        if kind == "version" and not (isinstance(value, str) and _VERSION.match(value)):
-            raise self.fail(field, f'expected a quoted version like "3.0.0", got {value!r}')
-        return value
-
-    def decimal(self, value: Any, field: str) -> Decimal:
-        if not isinstance(value, str) or not _DECIMAL.match(value):
-            raise self.fail(
-                field,
-                'expected a quoted decimal such as "31.75" (quoted so the published digits '
-                f"are kept), got {_kind(value)} {value!r}",
-            )
-        return Decimal(value)
-
-    def versions(self, data: dict[str, Any], field: str) -> Mapping[str, Decimal]:
-        """A mapping of STEdgeAI version to figure; null means none published."""
-        value = data.get(field.rsplit(".", 1)[-1])
-        if value is None:
-            return MappingProxyType({})
-        if not isinstance(value, dict):
-            raise self.fail(field, f"expected a mapping of version to figure, got {_kind(value)}")
-        for version in value:
-            if not isinstance(version, str) or not _VERSION.match(version):
-                raise self.fail(field, f'expected versions like "3.0.0" as keys, got {version!r}')
-        return MappingProxyType({v: self.decimal(x, f"{field}.{v}") for v, x in value.items()})
-
-
-def _kind(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
-
-
-def _check_duplicate_keys(node: Any, path: Path) -> None:
-    """PyYAML keeps the last of two equal keys silently; a repeated figure is a typo."""
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key, value in node.value:
-            if isinstance(key, yaml.ScalarNode):
-                if key.value in seen:
-                    where = f"line {key.start_mark.line + 1}"
-                    raise InputError(f"duplicate key {key.value!r}", path=path, record=where)
-                seen.add(key.value)
-            _check_duplicate_keys(value, path)
-    elif isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            _check_duplicate_keys(item, path)
-
-
-def _read_yaml(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("file not found", path=path) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read the file: {exc}", path=path) from None
-    try:
-        _check_duplicate_keys(yaml.compose(text), path)
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise InputError(f"malformed YAML: {exc}", path=path) from None
-
-
 def read_reference_file(path: str | Path) -> Reference:
     """Parse and validate one data file; errors name the file and the field."""
     path = Path(path)
-    r = _Reader(path)
+    r = Reader(path)
     top_keys = ("schema", "model", "source", "evaluation", "n6_target", "datasets")
-    top = r.obj(_read_yaml(path), "", top_keys)
+    top = r.obj(read_yaml(path), "", top_keys)
     if top.get("schema") != SCHEMA_VERSION:
         raise r.fail("schema", f"expected {SCHEMA_VERSION}, got {top.get('schema')!r}")
     model = r.get(top, "model", "text")
@@ -324,7 +228,7 @@ def read_reference_file(path: str | Path) -> Reference:
     return Reference(model, source, evaluation, n6_target, MappingProxyType(parsed), path)
 
 
-def _dataset(r: _Reader, model: str, key: DatasetKey, value: Any) -> DatasetReference:
+def _dataset(r: Reader, model: str, key: DatasetKey, value: Any) -> DatasetReference:
     """One entry under ``datasets``."""
     w = f"datasets.{key}"
     d = r.obj(value, w, ("dataset", "ap50", "n6", "files"))
@@ -374,11 +278,25 @@ def _dataset(r: _Reader, model: str, key: DatasetKey, value: Any) -> DatasetRefe
     )
 
 
+# A folder of cards of one's own models, read beside the shipped ones.
+REFERENCES_ENV = "EVALKIT_REFERENCES"
+
+
 def load_references(directory: str | Path | None = None) -> Registry[Reference]:
-    """Every ``*.yaml`` in ``directory`` (default: the files shipped in this package)."""
-    if directory is None:
+    """Every ``*.yaml`` in ``directory``; by default the files shipped in this package, and
+    those of the folder ``$EVALKIT_REFERENCES`` names (a model in both is an error)."""
+    if directory is not None:
+        return _load_directory(Path(directory))
+    extra = os.environ.get(REFERENCES_ENV)
+    if not extra:
         return _shipped()
-    return _load_directory(Path(directory))
+    merged: Registry[Reference] = Registry("reference model")
+    for registry in (_shipped(), _load_directory(Path(extra))):
+        for name in registry.names():
+            if name in merged:
+                raise InputError(f"reference {name!r} is shipped with evalkit already", path=extra)
+            merged.add(name, registry.get(name))
+    return merged
 
 
 @functools.lru_cache(maxsize=1)

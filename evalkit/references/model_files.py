@@ -60,6 +60,11 @@ def published_files(model: str | None = None) -> list[PublishedFile]:
     return [f for name in names for f in _files(load_reference(name))]
 
 
+def card_files(model: str, dataset: str) -> dict[str, PublishedFile]:
+    """The published files of one card row, by precision."""
+    return {f.precision: f for f in published_files(model) if f.dataset == dataset}
+
+
 def _files(reference: Reference) -> list[PublishedFile]:
     out = []
     for key, dataset in reference.datasets.items():
