@@ -71,3 +71,26 @@ def test_the_coco_preset_is_the_annotation_files_category_order(shared_dir: Path
     )
     names = [c["name"] for c in sorted(data["categories"], key=lambda c: c["id"])]
     assert tuple(names) == COCO_CLASSES
+
+
+def test_class_names_coco_in_a_run(shared_dir: Path, tmp_path: Path) -> None:
+    """An 81-output zoo-form network (background + 80) with ``class_names: coco``: every
+    model column maps onto coco128's categories by name, nothing refused."""
+    from evalkit.models.export import export_onnx
+    from evalkit.models.ssd_mobilenetv2 import ssd_mobilenetv2_demo
+    from evalkit.pipeline.run import run
+
+    model = export_onnx(ssd_mobilenetv2_demo(num_classes=81), tmp_path / "m.onnx", form="zoo")
+    data = shared_dir / "data" / "coco128"
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        f"dataset: {{annotations: {data}/annotations/instances_train2017.json, "
+        f"images: {data}/images, limit: 4}}\n"
+        f"variants: {{v: {{model: {model.path}, decoder: st-ssd, class_names: coco}}}}\n"
+        f"protocols: [coco]\nlatency: {{runs: 0}}\nquiet: true\noutput: {tmp_path / 'out'}\n"
+    )
+    record = run(load_config(path), log=lambda _: None).record
+    variant = record.variants["v"]
+    assert (variant.decoder or {})["class_names"] == list(COCO_CLASSES)
+    assert variant.class_mapping is not None and "80 model classes mapped" in variant.class_mapping
+    assert 0.0 <= record.ap50("v", "coco") <= 1.0

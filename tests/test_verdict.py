@@ -71,3 +71,16 @@ def test_the_report_opens_with_the_answer(tmp_path: Path) -> None:
     assert page.index("At a glance") < page.index("Accuracy")
     markdown = files.markdown.read_text()
     assert markdown.index("## At a glance") < markdown.index("## Accuracy")
+
+
+def test_per_class_deltas_are_ordered_by_ground_truth_weighted_impact() -> None:
+    from evalkit.reports.plots import _class_label, class_impacts
+
+    record = validate(make_record())
+    # st deltas (int8 - float, points): person -0.73, car -5.31, <b>& +0.88, $dog$ -4.91; the
+    # fixture's ground-truth counts are 10, 11, 12, 13, so $dog$ (-63.8) outweighs car (-58.4)
+    # although car dropped more.
+    order = [c for _, c in class_impacts(record, "st", "float", "int8")]
+    assert order == ["$dog$", "car", "person", "<b>&"]
+    assert _class_label("person", 9) == "person (n=9, small)"
+    assert _class_label("person", 10) == "person (n=10)"

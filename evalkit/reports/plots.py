@@ -119,8 +119,30 @@ def pr_curves(record: RunRecord, reference: DatasetReference | None, out: Path) 
     return Plot("pr_curves", title, caption, _save(fig, out / "pr_curves.png"))
 
 
+# Classes with fewer ground truths than this are marked: one object moves their AP a lot.
+SMALL_CLASS = 10
+
+
+def class_impacts(
+    record: RunRecord, protocol: str, base: str, other: str
+) -> list[tuple[float, str]]:
+    """(AP50 delta in points, class) of every class both variants score, the most harmful
+    first: ordered by the delta times the class's ground-truth count; stable on ties."""
+    a, b = class_ap(record, base, protocol), class_ap(record, other, protocol)
+    counts = record.variants[base].protocols[protocol].num_gt_by_class()
+    return sorted(
+        ((b[c] - a[c], c) for c in a if c in b), key=lambda t: t[0] * (counts.get(t[1]) or 1)
+    )
+
+
+def _class_label(name: str, count: int | None) -> str:
+    if count is None:
+        return name
+    return f"{name} (n={count}, small)" if count < SMALL_CLASS else f"{name} (n={count})"
+
+
 def class_delta(record: RunRecord, reference: DatasetReference | None, out: Path) -> Plot:
-    """Per-class AP50 delta bars, most negative on top."""
+    """Per-class AP50 delta bars, the most harmful (delta x ground truths) on top."""
     protocol = primary_protocol(record, reference)
     base, others = comparison(record)
     title = f"Per-class AP50 delta ({protocol})"
@@ -129,11 +151,13 @@ def class_delta(record: RunRecord, reference: DatasetReference | None, out: Path
     other = others[0]
     caption = (
         f"AP50 of {other} minus {base} for each class, in AP points: bars left of zero (red) "
-        f"are classes {other} detects worse."
+        f"are classes {other} detects worse. Ordered by impact, the delta weighted by the "
+        f"class's ground-truth count (n): a large drop on a rare class matters less than a "
+        f"moderate one on a common class; classes with fewer than {SMALL_CLASS} ground "
+        "truths are marked 'small' (their AP moves in large steps)."
     )
-    a, b = class_ap(record, base, protocol), class_ap(record, other, protocol)
-    # Stable on ties: the per_class table's order.
-    deltas = sorted(((b[c] - a[c], c) for c in a if c in b), key=lambda t: t[0])
+    counts = record.variants[base].protocols[protocol].num_gt_by_class()
+    deltas = class_impacts(record, protocol, base, other)
     if not deltas:
         return Plot("class_delta", title, caption, None, "No class has an AP in both variants.")
     fig = Figure(figsize=(9, 1.6 + 0.24 * len(deltas)), layout="constrained")
@@ -144,7 +168,7 @@ def class_delta(record: RunRecord, reference: DatasetReference | None, out: Path
     bars = ax.barh(positions, values, color=colors)
     ax.bar_label(bars, fmt="%+.2f", fontsize=8, padding=3)
     ax.margins(x=0.12)  # room for the labels
-    ax.set_yticks(positions, [c for _, c in deltas], fontsize=9)
+    ax.set_yticks(positions, [_class_label(c, counts.get(c)) for _, c in deltas], fontsize=9)
     ax.set_ylim(len(deltas) - 0.5, -0.5)  # inverted, no padding: the largest drop reads first
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set(xlabel=f"AP50 delta, {other} - {base} (AP points)", ylabel="class")
