@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ def main() -> None:
     model = model_dir / "float.onnx"
     decoder = TfodSsdDecoder.from_model_dir(model_dir)
     nms = NmsSettings()
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage reports
     t0 = time.perf_counter()
     ray.init(include_dashboard=False, logging_level=logging.ERROR, _node_ip_address="127.0.0.1")
     startup_s = time.perf_counter() - t0

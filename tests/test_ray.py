@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -37,7 +38,8 @@ from .conftest import REPO
 
 @pytest.fixture(scope="module", autouse=True)
 def cluster() -> Iterator[None]:
-    # One fake board: a matrix cell that needs it holds it alone.
+    # One fake board: a matrix cell that needs it holds it alone. No usage reports.
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     ray.init(
         num_cpus=2,
         resources={"board": 1},

@@ -137,6 +137,8 @@ class RayExecutor:
     def __post_init__(self) -> None:
         self.ray = require_ray()
         if not self.ray.is_initialized():
+            # A cluster evalkit starts reports nothing home unless the user asked for it.
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
             # A local cluster for this run listens on the loopback address only.
             local = {} if self.config.address else {"_node_ip_address": LOOPBACK}
             self.ray.init(
