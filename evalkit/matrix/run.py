@@ -19,7 +19,6 @@ from evalkit.errors import InputError
 from evalkit.matrix.config import Cell, MatrixConfig, cells
 from evalkit.matrix.table import MATRIX_FILE, matrix_markdown
 from evalkit.pipeline.executors import ExecutorConfig
-from evalkit.pipeline.run import RunOutcome
 from evalkit.pipeline.run import run as run_pipeline
 from evalkit.record import RunRecord
 
@@ -63,8 +62,7 @@ def run_cell(cell: Cell, root: str, render: Render | None) -> CellResult:
     config = replace(cell.config, executor=ExecutorConfig())
     folder = str(Path(config.output).relative_to(root))
     try:
-        outcome: RunOutcome = run_pipeline(config, log=lambda _: None, render=render)
-        del outcome
+        run_pipeline(config, log=lambda _: None, render=render)
     except InputError as exc:
         return CellResult(cell.model, cell.dataset, folder, "error", str(exc), started, time.time())
     except Exception:  # a task failure elsewhere must not lose the other cells

@@ -38,6 +38,7 @@ __all__ = [
     "model_file_kind",
     "open_runner",
     "preprocess_images",
+    "run_in_chunks",
 ]
 
 # One dimension of a tensor as a runtime reports it: a size, a symbolic name, or unknown.
@@ -252,6 +253,24 @@ def preprocess_images(
         except ValueError as exc:
             raise InputError(f"image {i}: {exc}", path=model) from exc
     return np.concatenate(tensors, axis=0)
+
+
+def run_in_chunks(
+    batch: npt.NDArray[Any],
+    chunk: int,
+    fixed: int | None,
+    infer: Callable[[npt.NDArray[Any]], dict[str, npt.NDArray[Any]]],
+) -> RawOutputs:
+    """``batch`` through ``infer`` ``chunk`` images at a time; a model with a fixed batch
+    gets its last chunk padded by repeating its last image, the padding dropped again."""
+    parts = []
+    for start in range(0, batch.shape[0], chunk):
+        piece = np.ascontiguousarray(batch[start : start + chunk])
+        real = piece.shape[0]
+        if fixed is not None and real < fixed:
+            piece = np.concatenate([piece, np.repeat(piece[-1:], fixed - real, axis=0)])
+        parts.append({name: np.asarray(v)[:real] for name, v in infer(piece).items()})
+    return concat_outputs(parts)
 
 
 def concat_outputs(parts: Sequence[dict[str, npt.NDArray[Any]]]) -> RawOutputs:

@@ -30,8 +30,8 @@ from evalkit.runners.base import (
     check_batch,
     check_positive,
     choose_preprocessor,
-    concat_outputs,
     preprocess_images,
+    run_in_chunks,
 )
 from evalkit.types import RawOutputs
 
@@ -195,16 +195,13 @@ class LiteRtRunner:
     def run(self, batch: npt.NDArray[Any]) -> RawOutputs:
         """A pre-processed batch, the model's batch at a time; outputs in batch order."""
         batch = check_batch(batch, self._choice.preprocessor, self._model)
-        parts = []
-        for start in range(0, batch.shape[0], self._batch):
-            piece = np.ascontiguousarray(batch[start : start + self._batch])
-            real = piece.shape[0]
-            if real < self._batch:
-                piece = np.concatenate([piece, np.repeat(piece[-1:], self._batch - real, 0)])
+
+        def infer(piece: npt.NDArray[Any]) -> dict[str, npt.NDArray[Any]]:
             self._interpreter.set_tensor(self._in["index"], self._feed(piece))
             self._interpreter.invoke()
-            parts.append({o["name"]: self._read(o)[:real] for o in self._outputs})
-        return concat_outputs(parts)
+            return {o["name"]: self._read(o) for o in self._outputs}
+
+        return run_in_chunks(batch, self._batch, self._batch, infer)
 
     def run_images(self, images: Sequence[npt.NDArray[np.uint8]]) -> RawOutputs:
         """Pre-process RGB uint8 images with the chosen pre-processor, then :meth:`run`."""

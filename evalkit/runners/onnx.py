@@ -24,8 +24,8 @@ from evalkit.runners.base import (
     check_batch,
     check_positive,
     choose_preprocessor,
-    concat_outputs,
     preprocess_images,
+    run_in_chunks,
 )
 from evalkit.types import RawOutputs
 
@@ -186,18 +186,12 @@ class OnnxRunner:
     def run(self, batch: npt.NDArray[Any]) -> RawOutputs:
         """Run a pre-processed batch in chunks the model accepts; outputs in batch order."""
         batch = check_batch(batch, self._choice.preprocessor, self._model)
-        parts = []
-        for start in range(0, batch.shape[0], self._chunk):
-            piece = np.ascontiguousarray(batch[start : start + self._chunk])
-            real = piece.shape[0]
-            if self._fixed_batch is not None and real < self._fixed_batch:
-                pad = np.repeat(piece[-1:], self._fixed_batch - real, axis=0)
-                piece = np.concatenate([piece, pad], axis=0)
+
+        def infer(piece: npt.NDArray[Any]) -> dict[str, npt.NDArray[Any]]:
             values = self._session.run(self._output_names, {self._input.name: piece})
-            parts.append(
-                {n: np.asarray(v)[:real] for n, v in zip(self._output_names, values, strict=True)}
-            )
-        return concat_outputs(parts)
+            return dict(zip(self._output_names, values, strict=True))
+
+        return run_in_chunks(batch, self._chunk, self._fixed_batch, infer)
 
     def run_images(self, images: Sequence[npt.NDArray[np.uint8]]) -> RawOutputs:
         """Pre-process RGB uint8 images with the chosen pre-processor, then :meth:`run`."""
