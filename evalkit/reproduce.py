@@ -25,6 +25,7 @@ from evalkit.pipeline.config import (
     VariantConfig,
     check_values,
 )
+from evalkit.record import RunRecord
 from evalkit.references import DatasetReference, reference_for
 from evalkit.references.model_files import (
     PublishedFile,
@@ -198,14 +199,20 @@ def run_config(p: Plan, recipe: Recipe, out: str | Path, *, quiet: bool = True) 
 
 @dataclass(frozen=True)
 class Reproduction:
-    """The run's folder and each published figure's verdict."""
+    """The run's folder, its record and each published figure's verdict."""
 
     out_dir: Path
+    record: RunRecord
     verdicts: tuple[FigureVerdict, ...]
 
     @property
     def reproduces(self) -> bool:
         return all(v.status != "does not reproduce" for v in self.verdicts)
+
+
+def judge(record: RunRecord, out_dir: Path, card: DatasetReference) -> Reproduction:
+    """Every figure of the card set against a finished run (``evalkit demo`` too)."""
+    return Reproduction(out_dir, record, tuple(card_verdicts(record, card)))
 
 
 def reproduce(
@@ -223,4 +230,4 @@ def reproduce(
     from evalkit.pipeline.run import run
 
     outcome = run(run_config(p, recipe, out, quiet=quiet), log=log, render=render)
-    return Reproduction(outcome.out_dir, tuple(card_verdicts(outcome.record, p.card)))
+    return judge(outcome.record, outcome.out_dir, p.card)

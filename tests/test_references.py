@@ -229,9 +229,22 @@ def test_api_values_equal_reference_tables(shared_dir: Path) -> None:
 # --- loader and API (no shared folder needed) ----------------------------------------------
 
 
+# evalkit's own demo model has a card too (evalkit demo is reproduce on it), kept beside it.
+DEMO = "ssd_mobilenetv2_demo"
+
+
 def test_list_references() -> None:
-    assert list_references() == tuple(sorted([MAIN, *SIBLINGS]))
+    assert list_references() == tuple(sorted([MAIN, *SIBLINGS, DEMO]))
     assert tuple(load_references().names()) == list_references()
+    assert load_reference(DEMO).origin != ORIGIN  # not the zoo's
+    assert all(load_reference(m).origin == ORIGIN for m in (MAIN, *SIBLINGS))
+
+
+def test_package_data_ships_the_demo_card() -> None:
+    import tomllib
+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    assert "*.yaml" in config["tool"]["setuptools"]["package-data"]["evalkit.demo_model"]
 
 
 def test_main_model_records() -> None:
@@ -376,6 +389,19 @@ def test_cli_overview(
     line = next(row for row in out.splitlines() if row.startswith(f"{MAIN} "))
     assert line.split()[1:] == ["31.75", "31.29", "41.91", "41.74", "67.03", "66.91"]
     assert len([row for row in out.splitlines() if row.startswith("ssd")]) == 6
+    # The demo model's card is named below the zoo's table, not mixed into it.
+    assert out.rstrip().splitlines()[-1].startswith(f"Also: {DEMO} (recorded with evalkit")
+
+
+def test_cli_overview_of_a_dataset_only_the_demo_has(
+    run_cli: Callable[[list[str]], int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_cli(["--dataset", "shapes"]) == 0
+    assert capsys.readouterr().out.startswith(f"Also: {DEMO} ")
+    assert run_cli(["--dataset", "shapes", "--json"]) == 0
+    assert [r["model"] for r in json.loads(capsys.readouterr().out)] == [DEMO]
+    assert run_cli(["--dataset", "vocc"]) == 2
+    assert "did you mean 'voc'" in capsys.readouterr().err
 
 
 def test_cli_overview_one_dataset(

@@ -18,6 +18,7 @@ from evalkit.references import (
     list_references,
     load_reference,
 )
+from evalkit.registry import Registry
 
 # Shown for a figure the source does not publish.
 _NONE = "-"
@@ -60,7 +61,12 @@ def _protocols(rows: Iterable[DatasetReference]) -> str:
 
 def render_overview(references: Sequence[Reference], dataset: str | None = None) -> str:
     """All models, AP50 float / int8 per dataset (with --dataset: that one, plus N6 ms)."""
+    # The zoo's cards in the table; cards of other origins (evalkit's demo model, one's own
+    # under $EVALKIT_REFERENCES) are named below it, each with its own datasets.
+    others = [r for r in references if r.origin != ORIGIN]
+    references = [r for r in references if r.origin == ORIGIN]
     if dataset is not None:
+        references = [r for r in references if dataset in r.datasets]
         rows = [r.dataset(dataset) for r in references]
         versions = _versions(rows, "latency_ms")
         headers = ["model", "AP50 float", "AP50 int8", *(f"N6 ms ({v})" for v in versions)]
@@ -90,6 +96,13 @@ def render_overview(references: Sequence[Reference], dataset: str | None = None)
                 )
             body.append(cells)
         title = "AP50 (%), float / int8 per dataset"
+    also = [
+        f"Also: {r.model} ({r.origin}), on {', '.join(r.datasets)}"
+        for r in others
+        if dataset is None or dataset in r.datasets
+    ]
+    if not references:
+        return "\n".join(also or [f"no card has figures on {dataset}"])
     return "\n".join(
         [
             f"{ORIGIN}: {title}; protocol {_protocols(rows)}",
@@ -97,6 +110,7 @@ def render_overview(references: Sequence[Reference], dataset: str | None = None)
             table(headers, body),
             "",
             f"{_NONE} = not published. Details: evalkit references MODEL",
+            *also,
         ]
     )
 
@@ -115,12 +129,12 @@ def render_card(ref: Reference, dataset: str | None = None) -> str:
     rows = [ref.dataset(dataset)] if dataset is not None else list(ref.datasets.values())
     src = ref.source
     lines = [
-        f"{ref.model}: {ORIGIN}",
+        f"{ref.model}: {ref.origin}",
         f"  source      {src.repository}: {src.card}",
         f"  evaluation  {_settings(ref)}",
         f"  data file   {ref.path}",
         "",
-        f"AP50 (%), {ORIGIN}",
+        f"AP50 (%), {ref.origin}",
         table(
             ["dataset", "name", "split", "classes", "images", "protocol", "float", "int8"],
             [
@@ -141,7 +155,7 @@ def render_card(ref: Reference, dataset: str | None = None) -> str:
     ]
     t = ref.n6_target
     target = "target not published" if t is None else f"{t.board}, {t.precision}, {t.configuration}"
-    lines.append(f"STM32N6 NPU, {ORIGIN}: {target}")
+    lines.append(f"STM32N6 NPU, {ref.origin}: {target}")
     ms_versions, ips_versions = _versions(rows, "latency_ms"), _versions(rows, "inferences_per_s")
     headers = ["dataset", "internal RAM KiB", "external RAM KiB", "weights flash KiB"]
     headers += ["memory with STEdgeAI"]
@@ -167,7 +181,7 @@ def render_card(ref: Reference, dataset: str | None = None) -> str:
                 *(_fig(n.inferences_per_s.get(v)) for v in ips_versions),
             ]
         )
-    lines += [table(headers, body), "", f"Model files, {ORIGIN}; paths under {src.path}:"]
+    lines += [table(headers, body), "", f"Model files, {ref.origin}; paths under {src.path}:"]
     files = [(d.key, p, f) for d in rows for p, f in d.files.items()]
     if not files:
         lines.append("  none published in the source")
@@ -182,6 +196,12 @@ def run(args: argparse.Namespace) -> int:
     """``references``: an overview table, or one model's card."""
     if args.model is None:
         references = [load_reference(name) for name in list_references()]
+        if args.dataset is not None:
+            keys: Registry[str] = Registry("reference dataset")
+            for key in DATASET_KEYS:
+                keys.add(key, key)
+            keys.get(args.dataset)  # an unknown name is an error with the near match
+            references = [r for r in references if args.dataset in r.datasets]
         if args.json:
             out: Any = [
                 r.to_dict() if args.dataset is None else r.dataset(args.dataset).to_dict()

@@ -125,8 +125,8 @@ class ReferenceConfig:
     """The published figures this run is compared with (evalkit references)."""
 
     model: str = field(default="ssd_mobilenetv2_pt", metadata={"help": "reference model"})
-    dataset: Literal["coco", "coco_person", "voc"] = field(
-        default="coco", metadata={"help": "coco, coco_person or voc"}
+    dataset: Literal["coco", "coco_person", "voc", "shapes"] = field(
+        default="coco", metadata={"help": "coco, coco_person, voc (shapes: the demo's card)"}
     )
     context_only: bool = field(
         default=False,

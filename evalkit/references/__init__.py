@@ -4,12 +4,14 @@ One YAML file per model, ``evalkit/references/<model>.yaml``, shipped as package
 
     schema: 1
     model: ssd_mobilenetv2_pt            # the file name without .yaml
+    origin: ...                          # optional: who states the figures (default: the card)
     source: {repository, path, card}     # the zoo repository, the model's folder, its card
     evaluation: {eval_iou, nms_thresh, score_thresh, max_detections, input_shape_hwc}
     n6_target: {board, precision, configuration}   # what the N6 figures ran on, or null
-    datasets:                            # keys: coco, coco_person, voc
+    datasets:                            # keys: coco, coco_person, voc, shapes
       coco:
         dataset: {name, split, classes, images}    # images null where not published
+                                         # (+ format: the run's dataset format, default the key)
         ap50: {protocol: st, float: "31.75", int8: "31.29"}   # percent, as published
         n6:                              # or null
           internal_ram_kib, external_ram_kib, weights_flash_kib, memory_stedgeai_version
@@ -43,7 +45,8 @@ from evalkit.registry import Registry
 SCHEMA_VERSION = 1
 ORIGIN = "published (model card)"
 
-DatasetKey = Literal["coco", "coco_person", "voc"]
+# shapes: the synthetic set of evalkit's bundled demo model (evalkit/demo_model).
+DatasetKey = Literal["coco", "coco_person", "voc", "shapes"]
 Precision = Literal["float", "int8"]
 DATASET_KEYS: tuple[DatasetKey, ...] = get_args(DatasetKey)
 PRECISIONS: tuple[Precision, ...] = get_args(Precision)
@@ -89,6 +92,7 @@ class DatasetInfo:
     split: str
     classes: int
     images: int | None
+    format: str | None = None  # the run's dataset format when it is not the key (shapes: coco)
 
 
 @dataclass(frozen=True)
@@ -151,6 +155,7 @@ class Reference:
     """One model's card: source, evaluation settings, N6 target and figures per dataset."""
 
     model: str
+    origin: str
     source: Source
     evaluation: EvaluationSettings
     n6_target: N6Target | None
@@ -167,7 +172,7 @@ class Reference:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: decimals as numbers, every dataset with its fractions."""
         datasets = {k: d.to_dict() for k, d in self.datasets.items()}
-        return {"origin": ORIGIN, **_plain(self), "datasets": datasets}
+        return {**_plain(self), "datasets": datasets}
 
 
 def _plain(value: Any) -> Any:
@@ -189,13 +194,14 @@ def read_reference_file(path: str | Path) -> Reference:
     """Parse and validate one data file; errors name the file and the field."""
     path = Path(path)
     r = Reader(path)
-    top_keys = ("schema", "model", "source", "evaluation", "n6_target", "datasets")
+    top_keys = ("schema", "model", "origin", "source", "evaluation", "n6_target", "datasets")
     top = r.obj(read_yaml(path), "", top_keys)
     if top.get("schema") != SCHEMA_VERSION:
         raise r.fail("schema", f"expected {SCHEMA_VERSION}, got {top.get('schema')!r}")
     model = r.get(top, "model", "text")
     if model != path.stem:
         raise r.fail("model", f"expected the file name {path.stem!r}, got {model!r}")
+    origin = ORIGIN if top.get("origin") is None else r.get(top, "origin", "text")
     s = r.obj(top.get("source"), "source", ("repository", "path", "card"))
     source = Source(*(r.get(s, f"source.{k}", "text") for k in ("repository", "path", "card")))
     e = r.obj(
@@ -225,7 +231,7 @@ def read_reference_file(path: str | Path) -> Reference:
     if not datasets:
         raise r.fail("datasets", "expected at least one dataset")
     parsed = {k: _dataset(r, model, k, datasets[k]) for k in DATASET_KEYS if k in datasets}
-    return Reference(model, source, evaluation, n6_target, MappingProxyType(parsed), path)
+    return Reference(model, origin, source, evaluation, n6_target, MappingProxyType(parsed), path)
 
 
 def _dataset(r: Reader, model: str, key: DatasetKey, value: Any) -> DatasetReference:
@@ -238,6 +244,7 @@ def _dataset(r: Reader, model: str, key: DatasetKey, value: Any) -> DatasetRefer
         r.get(info, f"{w}.dataset.split", "text"),
         r.get(info, f"{w}.dataset.classes", "int"),
         r.get(info, f"{w}.dataset.images", "int", optional=True),
+        r.get(info, f"{w}.dataset.format", "text", optional=True),
     )
     ap = r.obj(d.get("ap50"), f"{w}.ap50", ("protocol", *PRECISIONS))
     protocol = r.get(ap, f"{w}.ap50.protocol", "text")
@@ -301,7 +308,14 @@ def load_references(directory: str | Path | None = None) -> Registry[Reference]:
 
 @functools.lru_cache(maxsize=1)
 def _shipped() -> Registry[Reference]:
-    return _load_directory(Path(__file__).resolve().parent)
+    """The zoo's cards, and the card of evalkit's bundled demo model (kept beside it)."""
+    package = Path(__file__).resolve().parent.parent
+    paths = [*(package / "references").glob("*.yaml"), *(package / "demo_model").glob("*.yaml")]
+    registry: Registry[Reference] = Registry("reference model")
+    for path in sorted(paths, key=lambda p: p.name):
+        reference = read_reference_file(path)
+        registry.add(reference.model, reference)
+    return registry
 
 
 def _load_directory(directory: Path) -> Registry[Reference]:

@@ -34,8 +34,9 @@ def card_comparison(
     if context_only:
         return CardComparison(False, "the configuration marks the reference context_only")
     reasons = []
-    # A card's dataset key is the run's dataset.format (coco, coco_person, voc).
-    if dataset["format"] != reference.key:
+    # A card's dataset key is the run's dataset.format (coco, coco_person, voc) unless the
+    # card names the format (the demo's shapes are a COCO-format set).
+    if dataset["format"] != (card.format or reference.key):
         reasons.append(f"the card's figures are on {card.name}, this run is {dataset['format']}")
     if dataset["split"] != card.split:
         reasons.append(f"this run's split is {dataset['split']!r}, the card's {card.split!r}")

@@ -20,7 +20,12 @@ from evalkit.reports.tables import ESTIMATE, Table
 
 NA = "n/a"
 LEGEND = (
-    ("pub", ORIGIN, "copied from the STM32 model zoo card; not re-measured here"),
+    (
+        "pub",
+        ORIGIN,
+        "copied from the card the run names (an STM32 model zoo card, or the one recorded "
+        "with evalkit's demo model); not re-measured here",
+    ),
     (
         "meas",
         "measured",
