@@ -452,3 +452,12 @@ def test_more_classes_than_the_radix_sort_covers() -> None:
     got = select_image(boxes, scores, NmsSettings())
     assert got.class_index.tolist() == [69999, 3, 69999]
     assert got.box_index.tolist() == [0, 2, 1]
+
+
+def test_infinite_scores_of_both_signs_are_not_taken_for_nan() -> None:
+    """Their sum is NaN (the quick test for a NaN score); the exact test then finds none."""
+    scores = np.zeros((1, 5, 3), np.float32)
+    scores[0, 1, 0], scores[0, 3, 2] = np.inf, -np.inf
+    boxes = np.tile(np.array([0.1, 0.1, 0.4, 0.4], np.float32), (1, 5, 1))
+    (out,) = select_batch(DecodedBoxes(boxes, scores), NmsSettings())
+    assert out.scores.tolist() == [np.inf]

@@ -119,3 +119,65 @@ def test_heap_order_differs_from_index_order_and_tf_agrees() -> None:
     s = NmsSettings(max_per_class=3, max_total=3)
     assert_same_as_tf(boxes, scores, s)
     assert select_image(boxes, scores, s).box_index.tolist() == [0, 6, 5]
+
+
+# The kernel takes shortcuts that must not change a single output: the candidate scan tests
+# 16 classes at a time (class counts around and across that width below), the IoU of a
+# candidate with the kept boxes runs in blocks of 32 (per-class limits above that), and the
+# final sort is replaced by a selection when the top scores are distinct (continuous scores)
+# but not when equal scores meet at the cut (ties placed exactly at it below).
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_distinct_scores_and_class_counts_around_the_scan_width_equal_tf(seed: int) -> None:
+    rng = np.random.default_rng(500 + seed)
+    n_boxes = int(rng.integers(50, 800))
+    n_classes = int(rng.choice([1, 15, 16, 17, 21, 33, 80, 91]))
+    boxes = clustered_boxes(rng, n_boxes, None)
+    # Sparse continuous scores: few candidates per box, as a float SSD gives.
+    scores = (rng.random((n_boxes, n_classes)) ** 8).astype(F32)
+    s = NmsSettings(
+        iou_threshold=float(rng.choice([0.3, 0.5, 0.7])),
+        score_threshold=float(rng.choice([0.001, 0.05])),
+        max_per_class=int(rng.choice([31, 32, 33, 64, 100])),
+        max_total=int(rng.choice([1, 50, 100, 5000])),
+        clip_boxes=bool(seed % 2),
+    )
+    assert_same_as_tf(boxes, scores, s)
+
+
+@pytest.mark.parametrize("cut", [1, 7, 20])
+def test_equal_scores_at_the_cut_equal_tf(cut: int) -> None:
+    """Distinct scores except a run of equal ones straddling the max_total-th place, so the
+    order of the kept set depends on std::sort's own handling of equal keys."""
+    rng = np.random.default_rng(cut)
+    n_boxes, n_classes = 400, 12
+    boxes = clustered_boxes(rng, n_boxes, None)
+    scores = (rng.random((n_boxes, n_classes)) * 0.5).astype(F32)
+    top = np.argsort(-scores, axis=None)[: 3 * cut + 8]
+    scores.flat[top[:cut]] = F32(0.9) + F32(0.01) * np.arange(cut, 0, -1, dtype=F32)
+    scores.flat[top[cut : cut + 2 * cut + 8]] = F32(0.75)  # the run across the cut
+    assert_same_as_tf(boxes, scores, NmsSettings(iou_threshold=1.0, max_total=cut + 2))
+
+
+def test_boxes_without_area_equal_tf() -> None:
+    """A box of zero area has IoU 0 with everything, so it neither suppresses nor is
+    suppressed, even under IoU threshold 0; reversed corners are the same box for TF."""
+    rng = np.random.default_rng(7)
+    boxes = clustered_boxes(rng, 120, 0.05)
+    boxes[::5, 2] = boxes[::5, 0]  # zero width
+    boxes[1::7, 1] = boxes[1::7, 3] + 0.1  # corners given reversed: the same box for TF
+    scores = (rng.random((120, 3)) ** 2).astype(F32)
+    for iou in (0.0, 0.5):
+        assert_same_as_tf(boxes, scores, NmsSettings(iou_threshold=iou))
+
+
+def test_zoo_sized_float_like_images_equal_tf() -> None:
+    """3000 boxes x 80 classes with continuous scores: the selection shortcut's case."""
+    rng = np.random.default_rng(321)
+    boxes = clustered_boxes(rng, 3000, None)
+    logits = rng.normal(0, 2, (3000, 81)).astype(F32)
+    logits[:, 0] += 6.0
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    scores = (e / e.sum(axis=1, keepdims=True))[:, 1:].astype(F32)
+    assert_same_as_tf(boxes, scores, NmsSettings())
