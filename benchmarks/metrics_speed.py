@@ -1,4 +1,4 @@
-"""How fast is evalkit's metrics engine next to pycocotools and faster-coco-eval?
+"""How fast is evalkit's metrics engine next to pycocotools, faster-coco-eval and hotcoco?
 
 Builds a seeded, COCO-val2017-sized bbox workload (5000 images, ~36.7k ground truths, 500k
 detections) as JSON files in a temp dir, then runs every contender in its own subprocess
@@ -50,6 +50,7 @@ CONTENDERS: dict[str, tuple[str, str]] = {
     "pycocotools full": ("pycocotools", "full"),
     "pycocotools AP50": ("pycocotools", "ap50"),
     "faster-coco-eval full": ("faster-coco-eval", "full"),
+    "hotcoco full": ("hotcoco", "full"),
     "evalkit coco": ("evalkit", "full"),
     "evalkit st": ("evalkit", "ap50"),
     "evalkit voc07": ("evalkit", "ap50"),
@@ -191,11 +192,14 @@ def _peak_rss_mib() -> float:
     return peak / (1024**2 if sys.platform == "darwin" else 1024)
 
 
-def _pycocotools(gt_path: str, dets_path: str, ap50: bool, faster: bool) -> tuple[Any, Any]:
-    """Load and evaluate callables for pycocotools (or faster-coco-eval's drop-in API)."""
-    if faster:
+def _pycocotools(gt_path: str, dets_path: str, ap50: bool, library: str) -> tuple[Any, Any]:
+    """Load and evaluate callables for pycocotools (or the drop-in API of faster-coco-eval
+    or hotcoco)."""
+    if library == "faster-coco-eval":
         from faster_coco_eval import COCO
         from faster_coco_eval import COCOeval_faster as COCOeval
+    elif library == "hotcoco":
+        from hotcoco import COCO, COCOeval
     else:
         from pycocotools.coco import COCO
         from pycocotools.cocoeval import COCOeval
@@ -243,7 +247,7 @@ def run_worker(name: str, gt_path: str, dets_path: str, warmup: int, repeat: int
     if library == "evalkit":
         load, evaluate = _evalkit(gt_path, dets_path, name.split()[-1])
     else:
-        load, evaluate = _pycocotools(gt_path, dets_path, kind == "ap50", library != "pycocotools")
+        load, evaluate = _pycocotools(gt_path, dets_path, kind == "ap50", library)
     start = time.perf_counter()
     state = load()
     load_s = time.perf_counter() - start
@@ -312,6 +316,67 @@ def _spawn(args: list[str]) -> Any:
         return json.loads(out.read_text())
 
 
+# --- end to end: a fresh process per evaluation, as a user runs it --------------------------
+
+# hotcoco's whole job in a fresh process: import, load both files, evaluate, summarize.
+_HOTCOCO_SCRIPT = """
+import contextlib, io, json, sys
+from hotcoco import COCO, COCOeval
+with contextlib.redirect_stdout(io.StringIO()):
+    gt = COCO(sys.argv[1])
+    e = COCOeval(gt, gt.loadRes(sys.argv[2]), "bbox")
+    e.evaluate(); e.accumulate(); e.summarize()
+print(json.dumps({"stats": [float(v) for v in e.stats]}))
+"""
+
+
+def _timed_process(cmd: list[str]) -> tuple[float, float, float, str]:
+    """Wall s, CPU s (user + system) and peak RSS MiB of one child process, and its stdout.
+    Output goes to files and the child is reaped with wait4, which returns its own usage."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode != 0:
+            raise RuntimeError(
+                f"{cmd[:5]} exited with {proc.returncode}; expected 0:\n{err.read()[-2000:]}"
+            )
+        return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, out.read()
+
+
+def end_to_end(gt_path: Path, dets_path: Path, rounds: int) -> dict[str, Any]:
+    """``evalkit evaluate --protocol coco --json`` against hotcoco's load + evaluate +
+    summarize, each in a fresh process, in alternating order ``rounds`` times (paired)."""
+    commands = {
+        "evalkit evaluate": [
+            *(sys.executable, "-m", "evalkit", "evaluate", "--gt", str(gt_path)),
+            *("--dets", str(dets_path), "--protocol", "coco", "--json"),
+        ],
+        "hotcoco": [sys.executable, "-c", _HOTCOCO_SCRIPT, str(gt_path), str(dets_path)],
+    }
+    samples: dict[str, list[tuple[float, float, float]]] = {k: [] for k in commands}
+    stats: dict[str, list[float]] = {}
+    for r in range(rounds):
+        for name in commands if r % 2 == 0 else reversed(commands):
+            wall, cpu, rss, printed = _timed_process(commands[name])
+            samples[name].append((wall, cpu, rss))
+            stats[name] = json.loads(printed)["stats"]
+    out: dict[str, Any] = {"rounds": rounds, "sides": {}}
+    for name, rows in samples.items():
+        out["sides"][name] = {
+            "wall_s": statistics.median(w for w, _, _ in rows),
+            "cpu_s": statistics.median(c for _, c, _ in rows),
+            "peak_rss_mib": max(m for _, _, m in rows),
+            "wall_samples_s": [w for w, _, _ in rows],
+        }
+    out["stats_max_abs_diff"] = _max_abs_diff(stats["evalkit evaluate"], stats["hotcoco"])
+    return out
+
+
 # --- report ---------------------------------------------------------------------------------
 
 
@@ -328,6 +393,8 @@ def agreement(runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         ("evalkit coco", "pycocotools full", "stats"),
         ("faster-coco-eval full", "pycocotools full", "stats"),
         ("evalkit coco", "faster-coco-eval full", "stats"),
+        ("hotcoco full", "pycocotools full", "stats"),
+        ("evalkit coco", "hotcoco full", "stats"),
         ("pycocotools AP50", "pycocotools full", "ap50"),
         ("evalkit coco", "pycocotools AP50", "ap50"),
     ]
@@ -397,6 +464,23 @@ def targets(runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         }
     )
     return rows
+
+
+def end_to_end_target(e2e: dict[str, Any] | None) -> dict[str, Any]:
+    """Issue 17: ``evalkit evaluate`` end to end, fresh process, faster than hotcoco."""
+    target = (
+        "evalkit evaluate --protocol coco --json faster than hotcoco, end to end (fresh process)"
+    )
+    if e2e is None:
+        return {"target": target, "met": None, "detail": "not run"}
+    ek, hc = e2e["sides"]["evalkit evaluate"], e2e["sides"]["hotcoco"]
+    detail = (
+        f"evalkit {ek['wall_s']:.2f} s wall ({ek['cpu_s']:.2f} s CPU, {ek['peak_rss_mib']:.0f} "
+        f"MiB), hotcoco {hc['wall_s']:.2f} s ({hc['cpu_s']:.2f} s CPU, "
+        f"{hc['peak_rss_mib']:.0f} MiB): {hc['wall_s'] / ek['wall_s']:.2f}x; stats max "
+        f"|difference| {_fmt(e2e['stats_max_abs_diff'], '.3g')}"
+    )
+    return {"target": target, "met": ek["wall_s"] < hc["wall_s"], "detail": detail}
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -481,7 +565,9 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     """Build the workload, run every contender in its own process, return the record."""
     # Before the runs: the source digest names what is measured.
     machine = machine_info(
-        ("numpy", "pycocotools", "faster-coco-eval"), REPO / "evalkit", "evalkit_sources_sha256"
+        ("numpy", "orjson", "pycocotools", "faster-coco-eval", "hotcoco"),
+        REPO / "evalkit",
+        "evalkit_sources_sha256",
     )
     with tempfile.TemporaryDirectory(prefix="evalkit-metrics-speed-") as tmp:
         start = time.perf_counter()
@@ -520,6 +606,11 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
                 f"peak {r['peak_rss_mib']:.0f} MiB, load average {busy:.2f}",
                 flush=True,
             )
+        e2e = None
+        if args.end_to_end_rounds:
+            e2e = end_to_end(gt_path, dets_path, args.end_to_end_rounds)
+            for name, side in e2e["sides"].items():
+                print(f"end to end, {name}: {side['wall_s']:.2f} s wall", flush=True)
         profile = None
         if args.profile:
             argv = ["--worker", "profile", "--gt", str(gt_path), "--dets", str(dets_path)]
@@ -534,14 +625,15 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
             k: getattr(args, k)
             for k in (
                 *("images", "seed", "warmup", "repeat", "pycocotools_warmup"),
-                *("pycocotools_repeat", "skip_pycocotools", "profile"),
+                *("pycocotools_repeat", "skip_pycocotools", "profile", "end_to_end_rounds"),
             )
         },
         "workload": workload,
         "machine": machine,
         "runs": runs,
         "agreement": agreement(runs),
-        "targets": targets(runs),
+        "end_to_end": e2e,
+        "targets": [*targets(runs), end_to_end_target(e2e)],
         "profile": profile,
     }
 
@@ -574,6 +666,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--pycocotools-warmup", type=_non_negative, default=0, help="a pass takes ~1 min"
     )
     p.add_argument("--skip-pycocotools", action="store_true")
+    p.add_argument(
+        "--end-to-end-rounds",
+        type=_non_negative,
+        default=3,
+        help="fresh-process pairs of evalkit evaluate and hotcoco (0 skips)",
+    )
     p.add_argument("--profile", action="store_true", help="also cProfile evalkit coco")
     p.add_argument("--profile-top", type=_positive, default=25)
     p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="writes OUTPUT.md/.json")
