@@ -9,8 +9,8 @@ from typing import Any
 
 from evalkit.cli.render import render_eval_result
 from evalkit.datasets.loading import load_ground_truth
-from evalkit.metrics import PROTOCOLS, evaluate, load_coco_results
-from evalkit.metrics.results_file import exact_duplicates
+from evalkit.metrics import PROTOCOLS, evaluate
+from evalkit.metrics.results_file import exact_duplicates, load_coco_results_counted
 
 
 def add_parser(subparsers: Any) -> None:
@@ -42,13 +42,27 @@ def add_parser(subparsers: Any) -> None:
         default=300,
         help="model input size in pixels, used by the st protocol (default 300)",
     )
+    parser.add_argument(
+        "--ignore-unknown-categories",
+        action="store_true",
+        help="drop (and count) detections of categories the ground truth lacks, as "
+        "pycocotools does, e.g. an 80-class results file on a person-only set (default: "
+        "such a detection is an error naming it)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     gt = load_ground_truth(args.gt, args.split)
-    dets = load_coco_results(args.dets, gt)
+    dets, dropped = load_coco_results_counted(args.dets, gt, args.ignore_unknown_categories)
+    if dropped:
+        counts = ", ".join(f"{n} of category_id {c}" for c, n in dropped.items())
+        print(
+            f"evalkit evaluate: note: {args.dets}: dropped {sum(dropped.values())} detection(s) "
+            f"of categories the ground truth lacks ({counts})",
+            file=sys.stderr,
+        )
     result = evaluate(
         gt, dets, protocol=args.protocol, match_iou=args.match_iou, input_size=args.input_size
     )
@@ -61,7 +75,10 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     if args.json:
-        print(json.dumps({**result.to_dict(), "duplicate_detections": duplicates}, indent=2))
+        extra: dict[str, Any] = {"duplicate_detections": duplicates}
+        if args.ignore_unknown_categories:
+            extra["dropped_unknown_categories"] = dropped
+        print(json.dumps({**result.to_dict(), **extra}, indent=2))
     else:
         print(render_eval_result(result))
     return 0

@@ -46,8 +46,11 @@ def _category_lookup(gt: GroundTruth) -> dict[Any, int]:
     return lookup
 
 
-def _record_error(records: Sequence[Any], gt: GroundTruth, path: Path) -> InputError:
-    """Find the first bad record the slow way, to say exactly what is wrong with it."""
+def _record_error(
+    records: Sequence[Any], gt: GroundTruth, path: Path, ignore_unknown: bool = False
+) -> InputError:
+    """Find the first bad record the slow way, to say exactly what is wrong with it
+    (``ignore_unknown``: a category the ground truth lacks is not wrong)."""
     categories = _category_lookup(gt)
     for i, rec in enumerate(records):
         where = f"record {i}"
@@ -60,7 +63,8 @@ def _record_error(records: Sequence[Any], gt: GroundTruth, path: Path) -> InputE
                 record=where,
             )
         cat = require(rec, "category_id", where, path)
-        if isinstance(cat, bool) or cat not in categories:
+        unknown = not isinstance(cat, bool) and not _hashable_in(cat, categories)
+        if isinstance(cat, bool) or (unknown and not ignore_unknown) or not _hashable(cat):
             return InputError(
                 f"category_id {cat!r} is not a category of the ground truth "
                 f"(known: {', '.join(str(c.id) for c in gt.categories)})",
@@ -117,9 +121,65 @@ def parse_coco_results(records: Any, gt: GroundTruth, path: str | Path = "<memor
     )
 
 
-def load_coco_results(path: str | Path, gt: GroundTruth) -> Detections:
-    """Read a COCO results file whose detections refer to ``gt``'s images and categories."""
-    return parse_coco_results(read_json(path), gt, path)
+def drop_unknown_categories(records: Any, gt: GroundTruth) -> tuple[Any, dict[str, int]]:
+    """The records without those whose ``category_id`` is not a category of ``gt``, and how
+    many of each such id were dropped (keyed by the id as text, for JSON). pycocotools
+    ignores them: it evaluates the ground truth's categories only. Anything else wrong with a
+    record (a bool id, a missing field) is left for :func:`parse_coco_results` to report."""
+    if not isinstance(records, list):
+        return records, {}
+    categories = _category_lookup(gt)
+    kept: list[Any] = []
+    dropped: dict[str, int] = {}
+    for rec in records:
+        cat = rec.get("category_id") if isinstance(rec, dict) else None
+        known = cat is None or isinstance(cat, bool) or _hashable_in(cat, categories)
+        if known:
+            kept.append(rec)
+        else:
+            dropped[str(cat)] = dropped.get(str(cat), 0) + 1
+    return kept, dict(sorted(dropped.items()))
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _hashable_in(value: Any, lookup: dict[Any, int]) -> bool:
+    try:
+        return value in lookup
+    except TypeError:  # a list or a dict as an id: parse_coco_results names the record
+        return True
+
+
+def load_coco_results(
+    path: str | Path, gt: GroundTruth, *, ignore_unknown_categories: bool = False
+) -> Detections:
+    """Read a COCO results file whose detections refer to ``gt``'s images and categories;
+    with ``ignore_unknown_categories``, detections of other categories are dropped (see
+    :func:`load_coco_results_counted` for how many)."""
+    return load_coco_results_counted(path, gt, ignore_unknown_categories)[0]
+
+
+def load_coco_results_counted(
+    path: str | Path, gt: GroundTruth, ignore_unknown_categories: bool
+) -> tuple[Detections, dict[str, int]]:
+    """:func:`load_coco_results` and the detections dropped per unknown ``category_id``."""
+    records = read_json(path)
+    if not ignore_unknown_categories:
+        return parse_coco_results(records, gt, path), {}
+    kept, dropped = drop_unknown_categories(records, gt)
+    try:
+        return parse_coco_results(kept, gt, path), dropped
+    except InputError:
+        if not isinstance(records, list):
+            raise
+        # Named by its place in the file, not in what is left after dropping.
+        raise _record_error(records, gt, Path(path), ignore_unknown=True) from None
 
 
 def coco_results_records(gt: GroundTruth, dets: Detections) -> list[dict[str, Any]]:
