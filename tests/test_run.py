@@ -16,7 +16,7 @@ from pycocotools.cocoeval import COCOeval
 from evalkit.api import run
 from evalkit.cli import main
 from evalkit.errors import InputError, RunInterrupted
-from evalkit.pipeline import predict as predict_module
+from evalkit.pipeline import together as together_module
 from evalkit.pipeline.config import describe_fields, load_config
 from evalkit.pipeline.result import load_result
 
@@ -107,22 +107,20 @@ def test_killed_run_resumes_to_identical_results(
     out = tmp_path / "out"
     config = _config(shared_dir, out, latency={"runs": 0})
     path = _write(tmp_path / "c.yaml", config)
-    real_predict = predict_module.predict
+    real_finish = together_module._finish
     calls = {"n": 0}
 
-    def dying_predict(*args: Any, **kwargs: Any) -> Any:
-        def on_batch(_: int) -> None:
-            calls["n"] += 1
-            if calls["n"] == 2:
-                raise KeyboardInterrupt  # the process is killed mid-run
+    def dying_finish(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # the process is killed mid-run
+        return real_finish(*args, **kwargs)
 
-        return real_predict(*args, **kwargs, on_batch=on_batch)
-
-    monkeypatch.setattr("evalkit.pipeline.variant.predict", dying_predict)
+    monkeypatch.setattr(together_module, "_finish", dying_finish)
     with pytest.raises(RunInterrupted, match=r"interrupted: \d+/24 images cached in .*cache"):
         run(load_config(path), log=lambda _: None)
     assert not (out / "result.json").exists()  # nothing half-written was published
-    monkeypatch.setattr("evalkit.pipeline.variant.predict", real_predict)
+    monkeypatch.setattr(together_module, "_finish", real_finish)
     lines = (out / "cache" / "float.jsonl").read_text().splitlines()
     assert 1 < len(lines) < LIMIT + 1  # some predictions were kept, not all
     resumed = load_result(run(load_config(path), log=lambda _: None).out_dir)

@@ -238,6 +238,25 @@ class ThreadExecutor:
             yield from done(keep=0)
 
 
+def resume(
+    dataset: Dataset, wanted: Sequence[int], cache: PredictionCache | None
+) -> tuple[dict[int, tuple[ImageDetections, ImageStamp]], int]:
+    """The cached predictions of ``wanted`` images whose files still hold the same bytes,
+    and how many were cached from bytes that have changed since."""
+    loaded = cache.load() if cache is not None else {}
+    wanted_set = set(wanted)
+    done: dict[int, tuple[ImageDetections, ImageStamp]] = {}
+    changed = 0
+    for i, entry in loaded.items():
+        if i not in wanted_set:
+            continue
+        if entry[1].still_matches(dataset.image_path(i)):
+            done[i] = entry
+        else:
+            changed += 1
+    return done, changed
+
+
 def predict(
     dataset: Dataset,
     runner: Runner,
@@ -263,17 +282,7 @@ def predict(
         wanted = [i for b in fixed for i in b]
     else:
         wanted = list(range(len(dataset))) if indices is None else list(indices)
-    loaded = cache.load() if cache is not None else {}
-    wanted_set = set(wanted)
-    done: dict[int, tuple[ImageDetections, ImageStamp]] = {}
-    changed = 0
-    for i, entry in loaded.items():
-        if i not in wanted_set:
-            continue
-        if entry[1].still_matches(dataset.image_path(i)):
-            done[i] = entry
-        else:
-            changed += 1
+    done, changed = resume(dataset, wanted, cache)
     if batches is not None:
         run_batches = [b for b in fixed if any(i not in done for i in b)]
         todo = [i for b in run_batches for i in b]

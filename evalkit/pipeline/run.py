@@ -33,6 +33,7 @@ from evalkit.pipeline.variant import (
     PredictedVariant,
     check_variants,
     predict_variant,
+    predict_variants_together,
     variant_order,
 )
 from evalkit.provenance import environment
@@ -52,6 +53,10 @@ __all__ = ["Log", "Render", "RunOutcome", "run"]
 # Writes a record's report into a folder and returns its files. The pipeline takes it as an
 # argument (evalkit.api passes evalkit.reports') so that it does not depend on the reports.
 Render = Callable[[RunRecord, Path], Sequence[Path]]
+
+# Several variants in this process run in lockstep, each image decoded once for all
+# (evalkit.pipeline.together); tests turn it off to compare with one variant at a time.
+LOCKSTEP = True
 
 
 @dataclass(frozen=True)
@@ -158,11 +163,18 @@ def _evaluate(
     models: dict[str, Path] = {}
     executor = open_executor(config.executor)
     try:
-        found = {
-            name: predict_variant(name, config, dataset, indices, models, out, stage, log, executor)
-            for name in variant_order(config.variants)
-        }
         ran_on = executor.describe()
+        if LOCKSTEP and ran_on.get("kind") == "local" and len(config.variants) > 1:
+            # In this process: all variants in lockstep, each image decoded once.
+            found = predict_variants_together(config, dataset, indices, out, stage, log)
+        else:
+            found = {
+                name: predict_variant(
+                    name, config, dataset, indices, models, out, stage, log, executor
+                )
+                for name in variant_order(config.variants)
+            }
+            ran_on = executor.describe()
     finally:
         executor.close()
     evaluated, keep, position = _readable(found, dataset, config, log)

@@ -172,6 +172,68 @@ def check_variants(config: RunConfig, dataset: Dataset) -> None:
             import_report(variant.stedgeai_report)
 
 
+@dataclass(frozen=True)
+class VariantSetup:
+    """A variant ready to predict: its model (quantized by now when the run makes it),
+    runner, decoder, mapping, batches and cache."""
+
+    name: str
+    model: ModelFile
+    model_sha: str
+    ready: Prepared
+    batch_size: int
+    batches: list[list[int]] | None  # None: runs of batch_size over the images left
+    batching: dict[str, Any]
+    cache: PredictionCache
+
+
+def setup_variant(
+    name: str,
+    config: RunConfig,
+    dataset: Dataset,
+    indices: list[int],
+    models: dict[str, Path],
+    out: Path,
+    stage: Path,
+    log: Log,
+) -> VariantSetup:
+    """Everything a variant needs before its first inference (its model quantized here
+    when the run makes it: ``models`` holds the sources, and gets this variant's file)."""
+    variant = config.variants[name]
+    zoo = resolved_profile(config) == "zoo"
+    if variant.quantize is None:
+        path = given_model(name, variant)
+        model = ModelFile(path, path)
+    else:
+        source = models[variant.quantize.source]
+        model = _quantized_model(name, variant, config, source, dataset, out, stage, log)
+    models[name] = model.path
+    ready = prepare(name, model.path, config, dataset)
+    log(
+        f"[{name}] {model.path.name}: decoder {ready.decoder.name} ({ready.why}); "
+        f"{ready.mapping.describe()}"
+    )
+    batch_size = batch_size_of(config)
+    batches = zoo_batches(dataset.ground_truth, indices, batch_size) if zoo else None
+    batching = {
+        "order": "zoo (annotated images first, dataset order)" if zoo else "dataset order",
+        "batch_size": batch_size,
+    }
+    model_sha = file_sha256(model.path)
+    key = settings_key(
+        {
+            "model": model_sha,
+            "decoder": ready.decoder.settings(),
+            "nms": asdict(config.nms),
+            "preprocessing": ready.runner.preprocessing.preprocessor.settings(),
+            "batching": batching,
+            "dataset": [str(dataset.image_path(i)) for i in indices],
+        }
+    )
+    cache = PredictionCache(out / "cache" / f"{name}.jsonl", key)
+    return VariantSetup(name, model, model_sha, ready, batch_size, batches, batching, cache)
+
+
 def predict_variant(
     name: str,
     config: RunConfig,
@@ -185,59 +247,58 @@ def predict_variant(
 ) -> PredictedVariant:
     """Predictions of one variant on ``indices`` (cached; its batches run by ``executor``,
     this process by default) and its record so far."""
-    variant = config.variants[name]
-    zoo = resolved_profile(config) == "zoo"
-    nms = config.nms
-    if variant.quantize is None:
-        path = given_model(name, variant)
-        model = ModelFile(path, path)
-    else:
-        source = models[variant.quantize.source]
-        model = _quantized_model(name, variant, config, source, dataset, out, stage, log)
-    models[name] = model.path
-    ready = prepare(name, model.path, config, dataset)
-    runner, decoder = ready.runner, ready.decoder
-    log(
-        f"[{name}] {model.path.name}: decoder {decoder.name} ({ready.why}); "
-        f"{ready.mapping.describe()}"
-    )
-    batch_size = batch_size_of(config)
-    batches = zoo_batches(dataset.ground_truth, indices, batch_size) if zoo else None
-    batching = {
-        "order": "zoo (annotated images first, dataset order)" if zoo else "dataset order",
-        "batch_size": batch_size,
-    }
-    model_sha = file_sha256(model.path)
-    key = settings_key(
-        {
-            "model": model_sha,
-            "decoder": decoder.settings(),
-            "nms": asdict(nms),
-            "preprocessing": runner.preprocessing.preprocessor.settings(),
-            "batching": batching,
-            "dataset": [str(dataset.image_path(i)) for i in indices],
-        }
-    )
-    cache = PredictionCache(out / "cache" / f"{name}.jsonl", key)
+    setup = setup_variant(name, config, dataset, indices, models, out, stage, log)
+    spec = RunnerSpec(setup.model.path, runner_options(name, config))
     predictions = predict(
         dataset,
-        runner,
-        decoder,
-        nms,
-        batch_size=batch_size,
+        setup.ready.runner,
+        setup.ready.decoder,
+        config.nms,
+        batch_size=setup.batch_size,
         indices=indices,
-        batches=batches,
-        cache=cache,
+        batches=setup.batches,
+        cache=setup.cache,
         progress=not config.quiet,
         description=name,
-        executor=None
-        if executor is None
-        else executor.for_variant(name, RunnerSpec(model.path, runner_options(name, config))),
+        executor=None if executor is None else executor.for_variant(name, spec),
     )
-    if cache.discarded is not None:
+    return finish_variant(setup, predictions, config, log)
+
+
+def predict_variants_together(
+    config: RunConfig,
+    dataset: Dataset,
+    indices: list[int],
+    out: Path,
+    stage: Path,
+    log: Log,
+) -> dict[str, PredictedVariant]:
+    """Every variant in this process, in lockstep: each image decoded once for all of them
+    (:mod:`evalkit.pipeline.together`); the same outputs as one variant at a time."""
+    from evalkit.pipeline.together import Job, predict_together
+
+    models: dict[str, Path] = {}
+    setups = [
+        setup_variant(name, config, dataset, indices, models, out, stage, log)
+        for name in variant_order(config.variants)
+    ]
+    size = setups[0].batch_size
+    batches = setups[0].batches or [indices[k : k + size] for k in range(0, len(indices), size)]
+    jobs = [Job(s.name, s.ready.runner, s.ready.decoder, s.cache) for s in setups]
+    found = predict_together(dataset, jobs, config.nms, batches, progress=not config.quiet)
+    return {s.name: finish_variant(s, found[s.name], config, log) for s in setups}
+
+
+def finish_variant(
+    setup: VariantSetup, predictions: Predictions, config: RunConfig, log: Log
+) -> PredictedVariant:
+    """A variant's record so far, from its setup and predictions."""
+    name, model, ready = setup.name, setup.model, setup.ready
+    runner, decoder, variant = ready.runner, ready.decoder, config.variants[setup.name]
+    if setup.cache.discarded is not None:
         log(
             f"[{name}] cached predictions were made with other settings; "
-            f"set aside in {cache.discarded}"
+            f"set aside in {setup.cache.discarded}"
         )
     if predictions.times.changed_images:
         log(
@@ -250,7 +311,7 @@ def predict_variant(
         model=RecordedModel(
             path=str(model.recorded),
             bytes=model.path.stat().st_size,
-            sha256=model_sha,
+            sha256=setup.model_sha,
             precision=runner.info.precision,
             format=model_file_kind(model.path).format,
         ),
@@ -262,8 +323,8 @@ def predict_variant(
             **runner.preprocessing.preprocessor.settings(),
         },
         decoder={"name": decoder.name, "why": ready.why, **decoder.settings()},
-        nms=nms_record(decoder, nms),
-        batching=batching,
+        nms=nms_record(decoder, config.nms),
+        batching=setup.batching,
         class_mapping=ready.mapping.describe(),
         timings=Timings(**predictions.times.to_dict()),
         **model_figures(model.path, variant, config, name, log),

@@ -1,0 +1,79 @@
+"""Several variants in one process run in lockstep (evalkit.pipeline.together): each image
+is decoded once for all of them, and every output is the one the one-variant-at-a-time
+path gives, under the zoo's batching and the plain one, fresh and resumed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evalkit.api import run
+from evalkit.pipeline import predict as predict_module
+from evalkit.pipeline import run as run_module
+from evalkit.pipeline import together as together_module
+from evalkit.pipeline.config import load_config
+from evalkit.pipeline.result import load_result
+
+from .test_run import LIMIT, _config, _write
+
+
+def _counting(monkeypatch: pytest.MonkeyPatch, module: Any) -> dict[str, int]:
+    count = {"n": 0}
+    real = module.decode_rgb
+
+    def decode(path: Path) -> Any:
+        count["n"] += 1
+        return real(path)
+
+    monkeypatch.setattr(module, "decode_rgb", decode)
+    return count
+
+
+def _run(shared_dir: Path, out: Path, profile: str) -> Path:
+    config = _config(shared_dir, out, latency={"runs": 0}, profile=profile)
+    # A third variant with the pre-processing of the first: its tensor is shared too.
+    config["variants"]["float_again"] = dict(config["variants"]["float"])
+    run(load_config(_write(out.parent / f"{out.name}.yaml", config)), log=lambda _: None)
+    return out
+
+
+@pytest.mark.parametrize("profile", ["zoo", "plain"])
+def test_lockstep_decodes_once_and_equals_one_variant_at_a_time(
+    shared_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, profile: str
+) -> None:
+    together = _counting(monkeypatch, together_module)
+    one_by_one = _counting(monkeypatch, predict_module)
+    lockstep = _run(shared_dir, tmp_path / "lockstep", profile)
+    assert together["n"] == LIMIT and one_by_one["n"] == 0  # once per image, all variants
+    monkeypatch.setattr(run_module, "LOCKSTEP", False)
+    sequential = _run(shared_dir, tmp_path / "sequential", profile)
+    assert one_by_one["n"] == 3 * LIMIT  # once per image and variant
+    a, b = load_result(lockstep), load_result(sequential)
+    for name in ("float", "int8", "float_again"):
+        assert a.variants[name].protocols == b.variants[name].protocols
+        assert a.variants[name].batching == b.variants[name].batching
+        got = json.loads((lockstep / f"detections_{name}.json").read_text())
+        assert got == json.loads((sequential / f"detections_{name}.json").read_text())
+    assert (lockstep / "detections_float.json").read_text() == (
+        lockstep / "detections_float_again.json"
+    ).read_text()
+    # Stage times: each variant its own inference, a share of the common decoding.
+    for name in ("float", "int8", "float_again"):
+        t = a.variants[name].timings
+        assert t.images == LIMIT and t.cached_images == 0 and t.inference_s > 0
+
+
+def test_a_variant_already_cached_is_not_run_again(shared_dir: Path, tmp_path: Path) -> None:
+    """Resuming with one variant fully cached: only the other infers, each image decoded
+    once for it, and the cached one's predictions are kept as they were."""
+    out = _run(shared_dir, tmp_path / "out", "zoo")
+    before = (out / "detections_int8.json").read_text()
+    (out / "cache" / "float.jsonl").unlink()
+    again = load_result(_run(shared_dir, tmp_path / "out", "zoo"))
+    assert again.variants["int8"].timings.cached_images == LIMIT
+    assert again.variants["int8"].timings.images == 0
+    assert again.variants["float"].timings.images == LIMIT
+    assert (out / "detections_int8.json").read_text() == before
