@@ -40,10 +40,12 @@ def _run(shared_dir: Path, out: Path, profile: str) -> Path:
     return out
 
 
-@pytest.mark.parametrize("profile", ["zoo", "plain"])
+@pytest.mark.parametrize(("profile", "window"), [("zoo", 64), ("plain", 64), ("plain", 5)])
 def test_lockstep_decodes_once_and_equals_one_variant_at_a_time(
-    shared_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, profile: str
+    shared_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, profile: str, window: int
 ) -> None:
+    """window 5: the 12 images in two windows of 8 and 4 (a batch of 4 is never split)."""
+    monkeypatch.setattr(together_module, "WINDOW_IMAGES", window)
     together = _counting(monkeypatch, together_module)
     one_by_one = _counting(monkeypatch, predict_module)
     lockstep = _run(shared_dir, tmp_path / "lockstep", profile)

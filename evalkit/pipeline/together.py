@@ -2,11 +2,13 @@
 
 A run that compares float, int8 and QAT files of one model would otherwise read and decode
 every JPEG once per variant. Here the batches (the same for every variant: the run's batch
-size and, under the zoo profile, the zoo's batching) are walked once; each batch's images
-are decoded once in a worker thread a few batches ahead, pre-processed once per distinct
-pre-processing (variants with the same settings share the tensor), then each variant that
-still lacks a prediction in the batch infers it, and its output decoding + NMS overlaps
-with the next inference. Memory stays bounded: a few batches in flight, never the dataset.
+size and, under the zoo profile, the zoo's batching) are walked once, in windows of about
+64 images: a window's images are decoded once in worker threads while the previous window
+is inferred, pre-processed once per distinct pre-processing (variants with the same
+settings share the tensor); then each variant that still lacks a prediction in a batch of
+the window infers it, one variant through the whole window before the next (its session
+stays hot), its output decoding + NMS overlapping with the next inference. Memory stays
+bounded: two windows in flight, never the dataset.
 
 Every variant keeps its own resumable cache and its own batches: a batch with any image
 left to predict for a variant runs whole for that variant (as :func:`predict` does), so
@@ -42,8 +44,13 @@ from evalkit.postprocess.nms import NmsSettings
 from evalkit.runners.base import Runner
 from evalkit.types import ImageDetections, RawOutputs
 
+# Images decoded ahead and run by one variant before the next takes them: bounded memory
+# (two windows of decoded batches in flight), few switches between sessions.
+WINDOW_IMAGES = 64
+WINDOWS_AHEAD = 1
 
-@dataclass
+
+@dataclass(eq=False)  # compared by identity: a job is one variant of one walk
 class Job:
     """One variant of the lockstep walk: its runner, decoder, cache and what it has."""
 
@@ -104,6 +111,39 @@ def _decode_batch(paths: Sequence[Path], indices: Sequence[int], jobs: Sequence[
     return _Decoded(kept, stamps, failed, tensors, decode_s, preprocess_s)
 
 
+def _paths(dataset: Dataset, batch: Sequence[int]) -> list[Path]:
+    return [dataset.image_path(i) for i in batch]
+
+
+def _windows(
+    todo: Sequence[tuple[list[int], list[Job]]],
+) -> list[list[tuple[list[int], list[Job]]]]:
+    """Consecutive batches grouped until a group holds WINDOW_IMAGES images (or more: a
+    batch is never split)."""
+    windows: list[list[tuple[list[int], list[Job]]]] = []
+    current: list[tuple[list[int], list[Job]]] = []
+    size = 0
+    for item in todo:
+        current.append(item)
+        size += len(item[0])
+        if size >= WINDOW_IMAGES:
+            windows.append(current)
+            current, size = [], 0
+    if current:
+        windows.append(current)
+    return windows
+
+
+def _share_decoding(users: Sequence[Job], decoded: _Decoded) -> None:
+    """A batch's decoding (and each pre-processing) divided among the variants using it."""
+    for job in users:
+        job.images += len(decoded.indices) + len(decoded.failed)
+        job.times["decode"] += decoded.decode_s / len(users)
+        key = _preprocessing_key(job.runner)
+        sharing = sum(_preprocessing_key(u.runner) == key for u in users)
+        job.times["preprocess"] += decoded.preprocess_s.get(key, 0.0) / sharing
+
+
 def _finish(decoder: Decoder, raw: RawOutputs, nms: NmsSettings) -> tuple[list[Any], float]:
     t0 = time.perf_counter()
     per_image = detections(decoder, raw, nms)
@@ -137,20 +177,28 @@ def predict_together(
     )
     failed: dict[int, str] = {}
     try:
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            queue = iter(todo)
-            pending: deque[tuple[list[Job], Future[_Decoded]]] = deque()
+        # Decoding and output decoding + NMS in pools of their own: an output waiting behind
+        # a window of JPEGs in one queue would stall the inference loop.
+        with (
+            ThreadPoolExecutor(max_workers=max(1, workers)) as pool,
+            ThreadPoolExecutor(max_workers=1) as post,
+        ):
+            queue = iter(_windows(todo))
+            pending: deque[list[tuple[list[Job], Future[_Decoded]]]] = deque()
             finishing: deque[tuple[Job, _Decoded, Future[tuple[list[Any], float]]]]
             finishing = deque()
 
             def refill() -> None:
-                while len(pending) < PREFETCH:
-                    item = next(queue, None)
-                    if item is None:
+                while len(pending) < WINDOWS_AHEAD + 1:
+                    window = next(queue, None)
+                    if window is None:
                         return
-                    batch, users = item
-                    paths = [dataset.image_path(i) for i in batch]
-                    pending.append((users, pool.submit(_decode_batch, paths, batch, users)))
+                    pending.append(
+                        [
+                            (users, pool.submit(_decode_batch, _paths(dataset, b), b, users))
+                            for b, users in window
+                        ]
+                    )
 
             def drain(keep: int) -> None:
                 while len(finishing) > keep:
@@ -166,32 +214,31 @@ def predict_together(
 
             refill()
             while pending:
-                t_batch = time.perf_counter()
-                users, future = pending.popleft()
-                decoded = future.result()
+                t_window = time.perf_counter()
+                window = [(users, future.result()) for users, future in pending.popleft()]
                 refill()
-                failed.update(decoded.failed)
-                for job in users:
-                    job.times["decode"] += decoded.decode_s / len(users)
-                    key = _preprocessing_key(job.runner)
-                    sharing = sum(_preprocessing_key(u.runner) == key for u in users)
-                    job.times["preprocess"] += decoded.preprocess_s.get(key, 0.0) / sharing
-                if not decoded.indices:
-                    for job in users:
-                        job.images += len(decoded.failed)
-                    bar.update(len(decoded.failed) * len(users))
-                    continue
-                for job in users:
-                    job.images += len(decoded.indices) + len(decoded.failed)
-                    t0 = time.perf_counter()
-                    raw = job.runner.run(decoded.tensors[_preprocessing_key(job.runner)])
-                    job.times["inference"] += time.perf_counter() - t0
-                    # Decode + NMS of this output overlap with the next inference.
-                    done = pool.submit(_finish, job.decoder, raw, nms)
-                    finishing.append((job, decoded, done))
-                    drain(keep=PREFETCH)
-                for job in users:  # the batch's wall time, shared by those who used it
-                    job.wall_s += (time.perf_counter() - t_batch) / len(users)
+                for users, decoded in window:
+                    failed.update(decoded.failed)
+                    _share_decoding(users, decoded)
+                    if not decoded.indices:
+                        bar.update(len(decoded.failed) * len(users))
+                # One variant through the whole window, then the next: switching sessions
+                # every batch would evict each model's weights from the caches and, with
+                # several onnxruntime threads, leave idle sessions' threads spinning.
+                in_window = [j for j in jobs if any(j in users for users, _ in window)]
+                for job in in_window:
+                    for users, decoded in window:
+                        if job not in users or not decoded.indices:
+                            continue
+                        t0 = time.perf_counter()
+                        raw = job.runner.run(decoded.tensors[_preprocessing_key(job.runner)])
+                        job.times["inference"] += time.perf_counter() - t0
+                        # Decode + NMS of this output overlap with the next inference.
+                        done = post.submit(_finish, job.decoder, raw, nms)
+                        finishing.append((job, decoded, done))
+                        drain(keep=PREFETCH)
+                for job in in_window:  # the window's wall time, shared by those who used it
+                    job.wall_s += (time.perf_counter() - t_window) / len(in_window)
             t_end = time.perf_counter()
             drain(keep=0)
             for job in jobs:
