@@ -76,6 +76,19 @@ def _record_error(
     return InputError("unreadable records", path=path)
 
 
+def _all_numbers(records: Sequence[Any]) -> bool:
+    """Every score and bbox value a real number, not a bool or text. The types present are
+    collected first (a JSON parser gives int and float), so the per-value check runs only
+    when something else, such as a numpy number, is there."""
+    kinds = {type(r["score"]) for r in records}
+    kinds.update(type(v) for r in records for v in r["bbox"])
+    if kinds <= {int, float}:
+        return True
+    return all(is_number(r["score"]) for r in records) and all(
+        is_number(v) for r in records for v in r["bbox"]
+    )
+
+
 def parse_coco_results(records: Any, gt: GroundTruth, path: str | Path = "<memory>") -> Detections:
     """Validate parsed results against ``gt`` and return them as columnar detections."""
     path = Path(path)
@@ -105,8 +118,7 @@ def parse_coco_results(records: Any, gt: GroundTruth, path: str | Path = "<memor
             and bool((boxes[:, 2:] >= 0).all())
             # True == 1 in a dict lookup and np.array turns True and "0.9" into floats: only
             # real numbers pass the fast path, anything else gets the record-by-record message.
-            and all(is_number(r["score"]) for r in records)
-            and all(is_number(v) for r in records for v in r["bbox"])
+            and _all_numbers(records)
             and not any(type(r["category_id"]) is bool for r in records)
         )
     except (KeyError, TypeError, ValueError):
