@@ -108,8 +108,11 @@ class BatchResult:
     postprocess_s: float = 0.0
 
 
-def _prepare(paths: Sequence[Path], runner: Runner, indices: Sequence[int]) -> _Prepared:
-    t0 = time.perf_counter()
+def decode_images(
+    paths: Sequence[Path], indices: Sequence[int]
+) -> tuple[list[Any], list[int], list[ImageStamp], list[tuple[int, str]]]:
+    """The images that decode (RGB), their indices and stamps, and (index, why) for the
+    others."""
     images, kept, stamps, failed = [], [], [], []
     for i, path in zip(indices, paths, strict=True):
         try:
@@ -120,6 +123,12 @@ def _prepare(paths: Sequence[Path], runner: Runner, indices: Sequence[int]) -> _
             continue
         images.append(image)
         kept.append(i)
+    return images, kept, stamps, failed
+
+
+def _prepare(paths: Sequence[Path], runner: Runner, indices: Sequence[int]) -> _Prepared:
+    t0 = time.perf_counter()
+    images, kept, stamps, failed = decode_images(paths, indices)
     t1 = time.perf_counter()
     batch = runner.preprocessing.preprocessor.apply_batch(images) if images else None
     t2 = time.perf_counter()

@@ -34,10 +34,14 @@ import orjson
 from tqdm import tqdm
 
 from evalkit.datasets.dataset import Dataset
-from evalkit.datasets.images import decode_rgb
-from evalkit.errors import InputError
 from evalkit.pipeline.cache import ImageStamp, PredictionCache
-from evalkit.pipeline.predict import PREFETCH, Predictions, StageTimes, resume
+from evalkit.pipeline.predict import (
+    PREFETCH,
+    Predictions,
+    StageTimes,
+    decode_images,
+    resume,
+)
 from evalkit.postprocess.decoders import Decoder
 from evalkit.postprocess.final import detections
 from evalkit.postprocess.nms import NmsSettings
@@ -88,16 +92,7 @@ def _preprocessing_key(runner: Runner) -> bytes:
 
 def _decode_batch(paths: Sequence[Path], indices: Sequence[int], jobs: Sequence[Job]) -> _Decoded:
     t0 = time.perf_counter()
-    images, kept, stamps, failed = [], [], [], []
-    for i, path in zip(indices, paths, strict=True):
-        try:
-            image = decode_rgb(path)
-            stamps.append(ImageStamp.of(path, image.shape[1], image.shape[0]))
-        except (InputError, OSError) as exc:
-            failed.append((i, getattr(exc, "problem", None) or str(exc)))
-            continue
-        images.append(image)
-        kept.append(i)
+    images, kept, stamps, failed = decode_images(paths, indices)
     decode_s = time.perf_counter() - t0
     tensors: dict[bytes, Any] = {}
     preprocess_s: dict[bytes, float] = {}
