@@ -5,16 +5,19 @@ path gives, under the zoo's batching and the plain one, fresh and resumed."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from evalkit.api import run
+from evalkit.cli import main
 from evalkit.pipeline import predict as predict_module
 from evalkit.pipeline import run as run_module
 from evalkit.pipeline import together as together_module
-from evalkit.pipeline.config import load_config
+from evalkit.pipeline.config import RunConfig, VariantConfig, load_config
 from evalkit.pipeline.result import load_result
 
 from .test_run import LIMIT, _config, _write
@@ -78,3 +81,62 @@ def test_a_variant_already_cached_is_not_run_again(shared_dir: Path, tmp_path: P
     assert again.variants["int8"].timings.images == 0
     assert again.variants["float"].timings.images == LIMIT
     assert (out / "detections_int8.json").read_text() == before
+
+
+def test_images_that_fail_to_decode_in_lockstep(
+    small_set: tuple[Path, RunConfig], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two variants, two JPEGs cut short: the run exits 2 naming both (no traceback), the
+    good images stay cached for both variants; with skip_bad both variants leave out the
+    same two images and score the four others as one variant at a time does."""
+    root, config = small_set
+    config = replace(
+        config,
+        variants={
+            "float": config.variants["float"],
+            "deployed": VariantConfig(
+                model=str(root / "models" / "deployed.onnx"), decoder="decoded"
+            ),
+        },
+    )
+    names = [
+        im["file_name"] for im in json.loads(Path(config.dataset.annotations).read_text())["images"]
+    ]
+    for name in names[1:3]:
+        path = Path(config.dataset.images) / name
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    yaml_path = root / "c.yaml"
+    yaml_path.write_text(yaml.safe_dump(_as_yaml(config)))
+    assert main(["run", str(yaml_path)]) == 2
+    err = capsys.readouterr().err
+    assert "2 bad image(s)" in err and names[1] in err and names[2] in err
+    assert "Traceback" not in err
+    for variant in ("float", "deployed"):
+        cache = Path(config.output) / "cache" / f"{variant}.jsonl"
+        assert len(cache.read_text().splitlines()) == 1 + 4  # header + the four good images
+    skipping = replace(config, dataset=replace(config.dataset, skip_bad=True))
+    lockstep = run(skipping, log=lambda _: None).record
+    alone = run(
+        replace(
+            skipping, output=str(root / "alone"), variants={"deployed": config.variants["deployed"]}
+        ),
+        log=lambda _: None,
+    ).record
+    assert lockstep.dataset.num_images == 4
+    assert {s.path.rsplit("/", 1)[-1] for s in lockstep.dataset.skipped} == set(names[1:3])
+    assert lockstep.variants["deployed"].protocols == alone.variants["deployed"].protocols
+
+
+def _as_yaml(config: RunConfig) -> dict[str, Any]:
+    """The configuration as the YAML a user writes."""
+    return {
+        "dataset": {"annotations": config.dataset.annotations, "images": config.dataset.images},
+        "variants": {
+            name: {"model": v.model, **({"decoder": v.decoder} if v.decoder else {})}
+            for name, v in config.variants.items()
+        },
+        "protocols": list(config.protocols),
+        "latency": {"runs": 0},
+        "output": config.output,
+        "quiet": True,
+    }

@@ -69,6 +69,12 @@ class Job:
     )
     wall_s: float = 0.0
     images: int = 0
+    # Which tensor it takes: jobs with equal pre-processing settings share one per batch.
+    key: bytes = b""
+
+    def __post_init__(self) -> None:
+        settings = self.runner.preprocessing.preprocessor.settings()
+        self.key = orjson.dumps(settings, option=orjson.OPT_SORT_KEYS)
 
     def lacks(self, batch: Sequence[int]) -> bool:
         return any(i not in self.done for i in batch)
@@ -86,10 +92,6 @@ class _Decoded:
     preprocess_s: dict[bytes, float]
 
 
-def _preprocessing_key(runner: Runner) -> bytes:
-    return orjson.dumps(runner.preprocessing.preprocessor.settings(), option=orjson.OPT_SORT_KEYS)
-
-
 def _decode_batch(paths: Sequence[Path], indices: Sequence[int], jobs: Sequence[Job]) -> _Decoded:
     t0 = time.perf_counter()
     images, kept, stamps, failed = decode_images(paths, indices)
@@ -97,12 +99,11 @@ def _decode_batch(paths: Sequence[Path], indices: Sequence[int], jobs: Sequence[
     tensors: dict[bytes, Any] = {}
     preprocess_s: dict[bytes, float] = {}
     for job in jobs:
-        key = _preprocessing_key(job.runner)
-        if key in tensors or not images:
+        if job.key in tensors or not images:
             continue
         t1 = time.perf_counter()
-        tensors[key] = job.runner.preprocessing.preprocessor.apply_batch(images)
-        preprocess_s[key] = time.perf_counter() - t1
+        tensors[job.key] = job.runner.preprocessing.preprocessor.apply_batch(images)
+        preprocess_s[job.key] = time.perf_counter() - t1
     return _Decoded(kept, stamps, failed, tensors, decode_s, preprocess_s)
 
 
@@ -134,9 +135,8 @@ def _share_decoding(users: Sequence[Job], decoded: _Decoded) -> None:
     for job in users:
         job.images += len(decoded.indices) + len(decoded.failed)
         job.times["decode"] += decoded.decode_s / len(users)
-        key = _preprocessing_key(job.runner)
-        sharing = sum(_preprocessing_key(u.runner) == key for u in users)
-        job.times["preprocess"] += decoded.preprocess_s.get(key, 0.0) / sharing
+        sharing = sum(u.key == job.key for u in users)
+        job.times["preprocess"] += decoded.preprocess_s.get(job.key, 0.0) / sharing
 
 
 def _finish(decoder: Decoder, raw: RawOutputs, nms: NmsSettings) -> tuple[list[Any], float]:
@@ -226,7 +226,7 @@ def predict_together(
                         if job not in users or not decoded.indices:
                             continue
                         t0 = time.perf_counter()
-                        raw = job.runner.run(decoded.tensors[_preprocessing_key(job.runner)])
+                        raw = job.runner.run(decoded.tensors[job.key])
                         job.times["inference"] += time.perf_counter() - t0
                         # Decode + NMS of this output overlap with the next inference.
                         done = post.submit(_finish, job.decoder, raw, nms)
