@@ -8,29 +8,18 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from evalkit import cli
-from evalkit.cli import check as check_cmd
-from evalkit.cli import compare as compare_cmd
 from evalkit.compare import COCO_STATS, compare
 from evalkit.errors import InputError
 from evalkit.gate import CheckReport, Scoped, Tolerances, check, parse_tolerances
 from evalkit.pipeline.result import load_result, validate
 
 CLASSES = ("person", "car")
-
-
-@pytest.fixture(autouse=True)
-def _commands(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Register the two subcommands with the real ``main`` if cli/__init__ does not yet."""
-    missing = tuple(m for m in (compare_cmd, check_cmd) if m not in cli.COMMANDS)
-    monkeypatch.setattr(cli, "COMMANDS", (*cli.COMMANDS, *missing))
-    yield
 
 
 def _protocol(ap50: float, per_class: dict[str, float], stats: bool) -> dict[str, Any]:

@@ -28,7 +28,6 @@ from evalkit.bench.latency import (
     compare_latency,
     measure_latency,
 )
-from evalkit.cli import bench as bench_cmd
 from evalkit.errors import InputError
 
 Dim = int | str
@@ -224,14 +223,6 @@ def test_bad_settings(float_model: Path, kwargs: dict[str, Any], message: str) -
         measure_latency(float_model, **kwargs)
 
 
-@pytest.fixture
-def with_bench(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Register the bench command in ``evalkit.cli``, whether or not COMMANDS lists it yet."""
-    others = tuple(c for c in cli.COMMANDS if c is not bench_cmd)
-    monkeypatch.setattr(cli, "COMMANDS", (*others, bench_cmd))
-
-
-@pytest.mark.usefixtures("with_bench")
 def test_cli_table_for_one_and_two_models(
     float_model: Path, uint8_model: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -248,7 +239,6 @@ def test_cli_table_for_one_and_two_models(
     assert "intra-op threads 1," in two and "schedule: runs interleaved" in two
 
 
-@pytest.mark.usefixtures("with_bench")
 def test_cli_json(float_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["bench", str(float_model), "--runs", "4", "--warmup", "2", "--batch", "2"]
     assert cli.main([*argv, "--threads", "1", "--json", "--quiet"]) == 0
@@ -258,7 +248,6 @@ def test_cli_json(float_model: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert data["inputs"] == [{"name": "x", "shape": [2, 3, 8, 8], "dtype": "float32"}]
 
 
-@pytest.mark.usefixtures("with_bench")
 @pytest.mark.parametrize("name", ["missing.onnx", "text.onnx"])
 def test_cli_unusable_model_exits_2(
     tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]

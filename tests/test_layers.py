@@ -36,7 +36,8 @@ def _module(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-MODULES = {_module(p): p for p in PACKAGE.rglob("*.py")}
+# Compiled modules count as modules too: each has a stub (.pyi) beside its source.
+MODULES = {_module(p): p for p in [*PACKAGE.rglob("*.py"), *PACKAGE.rglob("_*.pyi")]}
 
 
 def _imported(module: str, path: Path) -> Iterator[tuple[str, int]]:

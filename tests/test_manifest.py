@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 import evalkit.cli as cli
-from evalkit.cli import datasets as datasets_cmd
 from evalkit.datasets.manifest import MARKER_NAME, load_manifests
 from evalkit.datasets.verify import verify_dataset
 from evalkit.errors import InputError
@@ -22,10 +21,8 @@ CliRunner = Callable[[Sequence[str]], int]
 
 
 @pytest.fixture
-def run_cli(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    """``evalkit.cli.main`` with the datasets command plugged in (until COMMANDS lists it)."""
-    if datasets_cmd not in cli.COMMANDS:
-        monkeypatch.setattr(cli, "COMMANDS", (*cli.COMMANDS, datasets_cmd))
+def run_cli() -> CliRunner:
+    """``evalkit.cli.main``."""
     return cli.main
 
 

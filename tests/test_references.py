@@ -16,7 +16,6 @@ import pytest
 import yaml
 
 from evalkit import cli
-from evalkit.cli import references as references_cmd
 from evalkit.errors import InputError
 from evalkit.references import (
     ORIGIN,
@@ -372,10 +371,8 @@ def test_package_data_ships_the_yaml_files() -> None:
 
 
 @pytest.fixture
-def run_cli(monkeypatch: pytest.MonkeyPatch) -> Callable[[list[str]], int]:
-    """``evalkit.cli.main`` with the references command registered."""
-    if references_cmd not in cli.COMMANDS:
-        monkeypatch.setattr(cli, "COMMANDS", (*cli.COMMANDS, references_cmd))
+def run_cli() -> Callable[[list[str]], int]:
+    """``evalkit.cli.main`` running ``evalkit references``."""
     return lambda argv: cli.main(["references", *argv])
 
 

@@ -24,7 +24,6 @@ from evalkit.bench.latency import summarize
 from evalkit.bench.memory import ActivationTensor, MemoryEstimate
 from evalkit.bench.model_stats import InitializerGroup, ModelStats
 from evalkit.bench.stedgeai import OnBoardFigures
-from evalkit.cli import report as report_cmd
 from evalkit.errors import InputError
 from evalkit.metrics.coco import STAT_NAMES
 from evalkit.pipeline.result import load_result, validate
@@ -340,10 +339,7 @@ def test_explicit_reference_wins(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def main_with_report(monkeypatch: pytest.MonkeyPatch) -> Any:
-    # Until evalkit.cli registers the report command, register it for these tests.
-    if report_cmd not in cli.COMMANDS:
-        monkeypatch.setattr(cli, "COMMANDS", (*cli.COMMANDS, report_cmd))
+def main_with_report() -> Any:
     return cli.main
 
 

@@ -20,7 +20,6 @@ from evalkit.bench.stedgeai import (
     import_report,
     parse_address,
 )
-from evalkit.cli import stedgeai as stedgeai_cmd
 from evalkit.errors import InputError
 
 from .conftest import FIXTURES
@@ -342,11 +341,8 @@ def test_record_from_bad_dict(edit: Any, words: str) -> None:
 
 
 @pytest.fixture
-def main_with_command(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """``evalkit.cli.main`` with the stedgeai subcommand registered (once it is in COMMANDS,
-    this changes nothing)."""
-    if stedgeai_cmd not in cli.COMMANDS:
-        monkeypatch.setattr(cli, "COMMANDS", (*cli.COMMANDS, stedgeai_cmd))
+def main_with_command() -> Any:
+    """``evalkit.cli.main``."""
     return cli.main
 
 

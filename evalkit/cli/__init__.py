@@ -5,25 +5,11 @@ unless ``--debug``), 130 interrupted (Ctrl-C)."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
 from evalkit._version import __version__
-from evalkit.cli import bench as bench_cmd
-from evalkit.cli import check as check_cmd
-from evalkit.cli import compare as compare_cmd
-from evalkit.cli import datasets as datasets_cmd
-from evalkit.cli import demo as demo_cmd
-from evalkit.cli import evaluate as evaluate_cmd
-from evalkit.cli import export as export_cmd
-from evalkit.cli import matrix as matrix_cmd
-from evalkit.cli import models as models_cmd
-from evalkit.cli import quantize as quantize_cmd
-from evalkit.cli import references as references_cmd
-from evalkit.cli import report as report_cmd
-from evalkit.cli import reproduce as reproduce_cmd
-from evalkit.cli import run as run_cmd
-from evalkit.cli import stedgeai as stedgeai_cmd
 from evalkit.errors import InputError
 from evalkit.registry import UnknownNameError
 
@@ -39,27 +25,31 @@ EXTRA_PACKAGES = {
     "ai_edge_litert": "ai-edge-litert",
 }
 
-# Each subcommand module exposes add_parser(subparsers) and sets func on its parser.
-COMMANDS = (
-    demo_cmd,
-    reproduce_cmd,
-    run_cmd,
-    matrix_cmd,
-    evaluate_cmd,
-    datasets_cmd,
-    models_cmd,
-    references_cmd,
-    export_cmd,
-    quantize_cmd,
-    bench_cmd,
-    stedgeai_cmd,
-    report_cmd,
-    compare_cmd,
-    check_cmd,
-)
+# Each subcommand by name, and the module whose add_parser(subparsers) registers it (and
+# sets func on its parser), in the order help lists them. A command line imports only its
+# own command's module: `evalkit evaluate` starts without what `run` or `bench` import.
+COMMANDS: dict[str, str] = {
+    "demo": "evalkit.cli.demo",
+    "reproduce": "evalkit.cli.reproduce",
+    "run": "evalkit.cli.run",
+    "matrix": "evalkit.cli.matrix",
+    "evaluate": "evalkit.cli.evaluate",
+    "datasets": "evalkit.cli.datasets",
+    "models": "evalkit.cli.models",
+    "references": "evalkit.cli.references",
+    "export": "evalkit.cli.export",
+    "quantize": "evalkit.cli.quantize",
+    "diagnose": "evalkit.cli.quantize",
+    "bench": "evalkit.cli.bench",
+    "stedgeai": "evalkit.cli.stedgeai",
+    "report": "evalkit.cli.report",
+    "compare": "evalkit.cli.compare",
+    "check": "evalkit.cli.check",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command-line parser; with ``only``, just that subcommand is registered."""
     parser = argparse.ArgumentParser(
         prog="evalkit",
         description="Reproduce, compare and regression-check edge object detectors.",
@@ -71,9 +61,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="show the Python traceback of an error instead of only its message",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in COMMANDS:
-        command.add_parser(subparsers)
+    modules = dict.fromkeys(m for name, m in COMMANDS.items() if only in (None, name))
+    for module in modules:  # a module registering two commands is asked once
+        importlib.import_module(module).add_parser(subparsers)
     return parser
+
+
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The subcommand the command line names, if it is one. The top-level options take no
+    value, so it is the first argument that is not an option."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
 
 
 def _os_error(exc: OSError) -> str:
@@ -84,7 +84,8 @@ def _os_error(exc: OSError) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_command_in(argv))
     args = parser.parse_args(argv)
     prefix = f"evalkit {args.command}"
     try:

@@ -10,7 +10,11 @@ from typing import Any
 from evalkit.cli.render import render_eval_result
 from evalkit.datasets.loading import load_ground_truth
 from evalkit.metrics import PROTOCOLS, evaluate
-from evalkit.metrics.results_file import exact_duplicates, load_coco_results_counted
+from evalkit.metrics.results_file import (
+    ResultsPrefetch,
+    exact_duplicates,
+    load_coco_results_counted,
+)
 
 
 def add_parser(subparsers: Any) -> None:
@@ -54,8 +58,12 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # The results file is read and parsed while the ground truth loads.
+    prefetched = ResultsPrefetch(args.dets)
     gt = load_ground_truth(args.gt, args.split)
-    dets, dropped = load_coco_results_counted(args.dets, gt, args.ignore_unknown_categories)
+    dets, dropped = load_coco_results_counted(
+        args.dets, gt, args.ignore_unknown_categories, prefetched
+    )
     if dropped:
         counts = ", ".join(f"{n} of category_id {c}" for c, n in dropped.items())
         print(

@@ -12,12 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evalkit.metrics.coco_accumulate import Marks, accumulate
+import evalkit.metrics._cocoeval as _cocoeval
 from evalkit.metrics.interpolation import COCO_IOU_THRESHOLDS, COCO_RECALL_THRESHOLDS
-from evalkit.metrics.iou import iou_coco_xywh
-from evalkit.metrics.matching import GreedyMatcher
-from evalkit.metrics.pairs import pairs_by_key, rank_within_groups
 from evalkit.metrics.protocol import EvalOptions, Protocol, register
+from evalkit.metrics.results_file import compiled_threads
 from evalkit.types import ClassResult, Detections, EvalResult, FloatArray, GroundTruth, IntArray
 
 MAX_DETS = (1, 10, 100)
@@ -82,76 +80,51 @@ def _sorted_ranks(keys: list[int] | list[str] | list[int | str]) -> IntArray:
     return ranks
 
 
+def _threads(num_detections: int) -> int:
+    """One thread for small inputs, where starting threads costs more than it saves."""
+    return 1 if num_detections < 20_000 else compiled_threads()
+
+
 def coco_arrays(gt: GroundTruth, dets: Detections) -> CocoArrays:
-    """Run COCOeval's evaluate() + accumulate() on columnar records."""
+    """Run COCOeval's evaluate() + accumulate() on columnar records (the compiled core,
+    :mod:`evalkit.metrics._cocoeval`, says how it stays bit-identical)."""
     num_t, num_r = COCO_IOU_THRESHOLDS.shape[0], COCO_RECALL_THRESHOLDS.shape[0]
     num_k, num_a, num_m = len(gt.categories), len(AREA_RANGES), len(MAX_DETS)
     cat_rank = _sorted_ranks([c.id for c in gt.categories])
     img_rank = _sorted_ranks([im.image_id for im in gt.images])
-
-    g_cat = cat_rank[gt.category_index]
-    g_key = img_rank[gt.image_index] * max(num_k, 1) + g_cat
-
-    # accumulate() concatenates, per category, the images in ascending id order, each in
-    # its score order, then sorts stably by descending score: that is one stable sort by
-    # (category, -score, image), file order breaking the remaining ties. Lay detections out
-    # in that order once, so every later per-detection array is already in curve order.
-    d_cat_all = cat_rank[dets.category_index]
-    d_img_all = img_rank[dets.image_index]
-    order = np.lexsort((d_img_all, -dets.scores, d_cat_all))
-    # Within one image and category that order is pycocotools' per-image score order
-    # (stable mergesort by -score), so a stable grouping by (image, category) yields each
-    # detection's rank, and only the first maxDets[-1] of each group are evaluated.
-    d_key_all = d_img_all[order] * max(num_k, 1) + d_cat_all[order]
-    by_group = np.argsort(d_key_all, kind="stable")
-    rank_all = np.empty(order.shape[0], np.int64)
-    rank_all[by_group] = rank_within_groups(d_key_all[by_group])
-    within = rank_all < MAX_DETS[-1]
-    kept, d_rank, d_key = order[within], rank_all[within], d_key_all[within]
-    d_cat = d_cat_all[kept]
-    d_boxes = dets.boxes_xywh_px[kept]
-    d_area = d_boxes[:, 2] * d_boxes[:, 3]  # loadRes sets a result's area to w * h
-
-    pairs = pairs_by_key(d_key, g_key)
-    pair_iou = iou_coco_xywh(d_boxes[pairs.det], gt.boxes_xywh_px[pairs.gt], gt.iscrowd[pairs.gt])
-    gt_id_nonzero = gt.annotation_id != 0
-    matcher = GreedyMatcher(pairs, pair_iou, d_rank, COCO_IOU_THRESHOLDS)
-
-    precision = -np.ones((num_t, num_r, num_k, num_a, num_m))
-    recall = -np.ones((num_t, num_k, num_a, num_m))
-    tp_end = np.zeros((num_t, num_k, num_a, num_m), np.int64)
-    fp_end = np.zeros((num_t, num_k, num_a, num_m), np.int64)
-    num_gt = np.zeros((num_k, num_a), np.int64)
-    by_max_det = [np.flatnonzero(d_rank < max_det) for max_det in MAX_DETS]
-    num_det = np.stack([np.bincount(d_cat[sel], minlength=num_k) for sel in by_max_det], 1)
-
-    for a, (lo, hi) in enumerate(AREA_RANGES):
-        gt_ignored = gt.iscrowd | (gt.area < lo) | (gt.area > hi)
-        found = matcher.match(gt_ignored, gt.iscrowd)
-        real_match = np.zeros((num_t, d_rank.shape[0]), bool)
-        real_match[found.threshold, found.det] = gt_id_nonzero[found.gt]
-        on_ignored = np.zeros_like(real_match)
-        on_ignored[found.threshold, found.det] = gt_ignored[found.gt]
-        outside = (d_area < lo) | (d_area > hi)
-        det_ignored = on_ignored | (~real_match & outside[None, :])
-        is_tp = real_match & ~det_ignored
-        npig = np.bincount(g_cat[~gt_ignored], minlength=num_k)
-        num_gt[:, a] = npig
-        for m, cols in enumerate(by_max_det):
-            if m < num_m - 1:
-                marks = Marks.from_dense(is_tp[:, cols], det_ignored[:, cols])
-                result = accumulate(marks, d_cat[cols], npig)
-            else:  # maxDets[-1] keeps every detection evaluated
-                result = accumulate(Marks.from_dense(is_tp, det_ignored), d_cat, npig)
-            precision[:, :, :, a, m] = result.precision
-            recall[:, :, a, m] = result.recall
-            tp_end[:, :, a, m] = result.tp
-            fp_end[:, :, a, m] = result.fp
-
+    c64 = np.ascontiguousarray
+    raw = _cocoeval.evaluate(
+        c64(img_rank[gt.image_index]),
+        c64(cat_rank[gt.category_index]),
+        c64(gt.boxes_xywh_px),
+        c64(gt.area),
+        c64(gt.iscrowd, np.uint8),
+        c64(gt.annotation_id != 0, np.uint8),
+        c64(img_rank[dets.image_index]),
+        c64(cat_rank[dets.category_index]),
+        c64(dets.boxes_xywh_px),
+        c64(dets.scores),
+        len(gt.images),
+        num_k,
+        c64(COCO_IOU_THRESHOLDS),
+        c64(COCO_RECALL_THRESHOLDS),
+        c64(AREA_RANGES, np.float64),
+        np.asarray(MAX_DETS, np.int64),
+        True,
+        _threads(len(dets.scores)),
+    )
+    precision_b, recall_b, tp_b, fp_b, num_gt_b, num_det_b = raw
+    curve = (num_t, num_k, num_a, num_m)
+    precision = np.frombuffer(precision_b, np.float64).reshape(num_t, num_r, num_k, num_a, num_m)
+    recall = np.frombuffer(recall_b, np.float64).reshape(curve)
+    tp = np.frombuffer(tp_b, np.int64).reshape(curve)
+    fp = np.frombuffer(fp_b, np.int64).reshape(curve)
+    num_gt = np.frombuffer(num_gt_b, np.int64).reshape(num_k, num_a)
+    num_det = np.frombuffer(num_det_b, np.int64).reshape(num_k, num_m)
     category_ids = np.array([c.id for c in gt.categories], np.int64)
     sorted_ids = np.empty_like(category_ids)
     sorted_ids[cat_rank] = category_ids
-    return CocoArrays(precision, recall, sorted_ids, tp_end, fp_end, num_gt, num_det)
+    return CocoArrays(precision, recall, sorted_ids, tp, fp, num_gt, num_det)
 
 
 def summarize(arrays: CocoArrays) -> tuple[float, ...]:

@@ -55,19 +55,6 @@ def pairs_by_key(det_key: IntArray, gt_key: IntArray) -> Pairs:
     return Pairs(det=det, gt=gt.astype(np.int64))
 
 
-def rank_within_groups(sorted_keys: IntArray) -> IntArray:
-    """Position of each element inside its run of equal keys (keys already grouped)."""
-    n = sorted_keys.shape[0]
-    if n == 0:
-        return np.zeros(0, np.int64)
-    is_start = np.empty(n, bool)
-    is_start[0] = True
-    np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=is_start[1:])
-    starts = np.flatnonzero(is_start)
-    run_id = np.cumsum(is_start) - 1
-    return np.arange(n, dtype=np.int64) - starts[run_id]
-
-
 def first_per_group(sorted_keys: IntArray) -> IntArray:
     """Boolean mask of the first element of each run of equal keys."""
     mask = np.ones(sorted_keys.shape[0], bool)

@@ -8,34 +8,34 @@ exactly as pycocotools evaluates it. For VOC ground truth ``image_id`` is the im
 from __future__ import annotations
 
 import json
+import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+import evalkit.metrics._cocoeval as _cocoeval
+import evalkit.metrics._results_json as _results_json
 from evalkit.errors import InputError
-from evalkit.jsonio import as_box, as_number, is_number, read_json, require
-from evalkit.types import Detections, GroundTruth
+from evalkit.jsonio import as_box, as_number, is_number, parse_json_bytes, read_bytes, require
+from evalkit.types import Detections, GroundTruth, IntArray
 
 
 def exact_duplicates(dets: Detections) -> int:
-    """How many detections repeat an earlier one exactly (image, class, box and score).
+    """How many detections repeat an earlier one exactly (image, class, box and score;
+    -0.0 equals 0.0).
 
     pycocotools scores every copy, so a results file concatenated twice silently lowers AP;
     the count lets the caller say so instead.
     """
     if len(dets.scores) < 2:
         return 0
-    rows = np.column_stack(
-        [
-            dets.image_index.astype(np.float64),
-            dets.category_index.astype(np.float64),
-            dets.boxes_xywh_px,
-            dets.scores,
-        ]
+    c = np.ascontiguousarray
+    return _cocoeval.count_duplicates(
+        c(dets.image_index), c(dets.category_index), c(dets.boxes_xywh_px), c(dets.scores)
     )
-    return int(len(rows) - len(np.unique(rows, axis=0)))
 
 
 def _category_lookup(gt: GroundTruth) -> dict[Any, int]:
@@ -121,7 +121,7 @@ def parse_coco_results(records: Any, gt: GroundTruth, path: str | Path = "<memor
             and _all_numbers(records)
             and not any(type(r["category_id"]) is bool for r in records)
         )
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
         ok = False
     if not ok:
         raise _record_error(records, gt, path)
@@ -177,11 +177,67 @@ def load_coco_results(
     return load_coco_results_counted(path, gt, ignore_unknown_categories)[0]
 
 
+class ResultsPrefetch:
+    """A results file read, and in the plain form parsed to columns, on a background thread
+    (the parser releases the GIL), so that the ground truth loads meanwhile. An error, such
+    as a missing file, is raised by :meth:`take`, where the caller would have met it."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._raw = b""
+        self._columns: RawColumns | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._read, name="evalkit-results", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            self._raw = read_bytes(self.path)
+            self._columns = _results_json.columns(self._raw, compiled_threads())
+        except BaseException as exc:  # raised again in the caller's thread, by take()
+            self._error = exc
+
+    def take(self) -> tuple[bytes, RawColumns | None]:
+        """The file's bytes and its columns (None unless in the plain form), handed over:
+        this object keeps no reference, so they go as soon as the caller drops them."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        taken = self._raw, self._columns
+        self._raw, self._columns = b"", None
+        return taken
+
+
+RawColumns = tuple[bytes, bytes, bytes, bytes]
+
+
+def compiled_threads() -> int:
+    """Threads for the compiled parts (parser, COCO core): the CPUs this process may use, up
+    to 4. Their results never depend on it."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(4, usable or 1))
+
+
 def load_coco_results_counted(
-    path: str | Path, gt: GroundTruth, ignore_unknown_categories: bool
+    path: str | Path,
+    gt: GroundTruth,
+    ignore_unknown_categories: bool,
+    prefetched: ResultsPrefetch | None = None,
 ) -> tuple[Detections, dict[str, int]]:
-    """:func:`load_coco_results` and the detections dropped per unknown ``category_id``."""
-    records = read_json(path)
+    """:func:`load_coco_results` and the detections dropped per unknown ``category_id``;
+    ``prefetched`` is the same file already being read (:class:`ResultsPrefetch`)."""
+    if prefetched is not None:
+        raw, parsed = prefetched.take()
+    else:
+        raw = read_bytes(path)
+        parsed = _results_json.columns(raw, compiled_threads())
+    if parsed is not None:
+        del raw  # the text is not needed on this path; a large file goes before evaluation
+        plain = _plain_columns(parsed, gt, ignore_unknown_categories)
+        if plain is not None:
+            return plain
+        raw = read_bytes(path)  # something to report: the general path names it
+    records = parse_json_bytes(raw, path)
     if not ignore_unknown_categories:
         return parse_coco_results(records, gt, path), {}
     kept, dropped = drop_unknown_categories(records, gt)
@@ -192,6 +248,57 @@ def load_coco_results_counted(
             raise
         # Named by its place in the file, not in what is left after dropping.
         raise _record_error(records, gt, Path(path), ignore_unknown=True) from None
+
+
+def _positions(query: IntArray, ids: list[Any]) -> IntArray | None:
+    """Position of each queried id among ``ids`` (-1 when absent); None unless every id is
+    an int that numpy holds (the general path handles other ids)."""
+    if not all(type(i) is int and -(2**63) <= i < 2**63 for i in ids):
+        return None
+    known = np.asarray(ids, np.int64)
+    if known.size == 0 or query.size == 0:
+        return np.full(query.shape, -1, np.int64)
+    low, high = int(known.min()), int(known.max())
+    if high - low <= 4 * (known.size + query.size):  # COCO's ids: a table beats a search
+        table = np.full(high - low + 1, -1, np.int64)
+        table[known - low] = np.arange(known.size)
+        inside = (query >= low) & (query <= high)
+        return np.where(inside, table[np.where(inside, query - low, 0)], -1)
+    order = np.argsort(known, kind="stable")
+    at = np.minimum(np.searchsorted(known[order], query), known.size - 1)
+    return np.where(known[order][at] == query, order[at], -1)
+
+
+def _plain_columns(
+    parsed: RawColumns, gt: GroundTruth, ignore_unknown_categories: bool
+) -> tuple[Detections, dict[str, int]] | None:
+    """Detections from a results file in the plain form, read straight to columns (the C++
+    reader, :mod:`evalkit.metrics._results_json`, gives the doubles Python's json gives), or
+    None: then the general path reads it, and names what is wrong if anything is."""
+    image_ids, category_ids = (np.frombuffer(b, np.int64) for b in parsed[:2])
+    boxes = np.frombuffer(parsed[2], np.float64).reshape(-1, 4)
+    scores = np.frombuffer(parsed[3], np.float64)
+    image_index = _positions(image_ids, [im.image_id for im in gt.images])
+    category_index = _positions(category_ids, [c.id for c in gt.categories])
+    if image_index is None or category_index is None or bool((image_index < 0).any()):
+        return None
+    if not (np.isfinite(boxes).all() and np.isfinite(scores).all() and (boxes[:, 2:] >= 0).all()):
+        return None
+    dropped: dict[str, int] = {}
+    unknown = category_index < 0
+    if unknown.any():
+        if not ignore_unknown_categories:
+            return None
+        values, counts = np.unique(category_ids[unknown], return_counts=True)
+        dropped = dict(
+            sorted((str(v), n) for v, n in zip(values.tolist(), counts.tolist(), strict=True))
+        )
+        keep = ~unknown
+        image_index, category_index = image_index[keep], category_index[keep]
+        boxes, scores = boxes[keep], scores[keep]
+    if image_index.size == 0:
+        return Detections.empty(), dropped
+    return Detections(image_index, category_index, boxes, scores), dropped
 
 
 def coco_results_records(gt: GroundTruth, dets: Detections) -> list[dict[str, Any]]:

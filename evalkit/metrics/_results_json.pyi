@@ -1,0 +1,3 @@
+from typing import Any
+
+def columns(data: Any, threads: int = 1, /) -> tuple[bytes, bytes, bytes, bytes] | None: ...
