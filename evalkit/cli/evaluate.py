@@ -5,16 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from evalkit.cli.render import render_eval_result
 from evalkit.datasets.loading import load_ground_truth
-from evalkit.metrics import PROTOCOLS, evaluate
+from evalkit.errors import InputError
+from evalkit.metrics import PROTOCOLS, AreaRange, CocoParams, evaluate
 from evalkit.metrics.results_file import (
     ResultsPrefetch,
     exact_duplicates,
     load_coco_results_counted,
 )
+
+T = TypeVar("T")
 
 
 def add_parser(subparsers: Any) -> None:
@@ -37,8 +41,8 @@ def add_parser(subparsers: Any) -> None:
         "--iou",
         dest="match_iou",
         type=float,
-        default=0.5,
-        help="IoU a detection needs to match a ground-truth box (default 0.5)",
+        help="IoU a detection needs to match a ground-truth box (default 0.5; with "
+        "--iou-thresholds, 0.5 if listed, else the first)",
     )
     parser.add_argument(
         "--input-size",
@@ -53,11 +57,112 @@ def add_parser(subparsers: Any) -> None:
         "pycocotools does, e.g. an 80-class results file on a person-only set (default: "
         "such a detection is an error naming it)",
     )
+    coco = parser.add_argument_group(
+        "COCOeval parameters (coco protocol; pycocotools' Params, any value)"
+    )
+    coco.add_argument(
+        "--iou-thresholds", type=_floats, metavar="T,T,...", help="iouThrs (default .50:.05:.95)"
+    )
+    coco.add_argument(
+        "--recall-thresholds", type=_floats, metavar="R,R,...", help="recThrs (default 0:.01:1)"
+    )
+    coco.add_argument(
+        "--max-dets", type=_ints, metavar="N,N,...", help="maxDets (default 1,10,100)"
+    )
+    coco.add_argument(
+        "--area-ranges",
+        type=_area_ranges,
+        metavar="LABEL=LOW:HIGH,...",
+        help="areaRng and areaRngLbl, e.g. all=0:1e10,tiny=0:256 (default all, small, medium, "
+        "large)",
+    )
+    coco.add_argument(
+        "--class-agnostic", action="store_true", help="useCats=0: match across categories"
+    )
+    coco.add_argument(
+        "--image-ids", type=_words, metavar="ID,ID,...", help="imgIds: evaluate these images only"
+    )
+    coco.add_argument(
+        "--categories", type=_words, metavar="ID|NAME,...", help="catIds: these categories only"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)
 
 
+def _list(text: str, convert: Callable[[str], T], what: str) -> tuple[T, ...]:
+    try:
+        return tuple(convert(item) for item in text.split(",") if item.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    return _list(text, float, "comma-separated numbers")
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return _list(text, int, "comma-separated integers")
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return _list(text, str.strip, "comma-separated ids")
+
+
+def _area_ranges(text: str) -> tuple[AreaRange, ...]:
+    def one(item: str) -> AreaRange:
+        label, _, bounds = item.partition("=")
+        low, _, high = bounds.partition(":")
+        return AreaRange(label.strip(), float(low), float(high))
+
+    return _list(text, one, "LABEL=LOW:HIGH,... e.g. all=0:1e10,small=0:1024")
+
+
+_COCO_FLAGS = (
+    "iou_thresholds",
+    "recall_thresholds",
+    "max_dets",
+    "area_ranges",
+    "image_ids",
+    "categories",
+)
+
+
+def coco_params(args: argparse.Namespace) -> CocoParams | None:
+    """The COCOeval parameters the command line sets, or None for pycocotools' defaults."""
+    given = {name: getattr(args, name) for name in _COCO_FLAGS if getattr(args, name)}
+    if not given and not args.class_agnostic:
+        return None
+    if args.protocol != "coco":
+        flags = [f"--{n.replace('_', '-')}" for n in given] + (
+            ["--class-agnostic"] if args.class_agnostic else []
+        )
+        raise InputError(f"{', '.join(flags)}: COCOeval parameters apply to --protocol coco only")
+    defaults = CocoParams()
+    try:
+        return CocoParams(
+            iou_thresholds=given.get("iou_thresholds", defaults.iou_thresholds),
+            recall_thresholds=given.get("recall_thresholds", defaults.recall_thresholds),
+            max_dets=given.get("max_dets", defaults.max_dets),
+            area_ranges=given.get("area_ranges", defaults.area_ranges),
+            use_cats=not args.class_agnostic,
+            image_ids=given.get("image_ids"),
+            category_ids=given.get("categories"),
+        )
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
+def match_iou(args: argparse.Namespace, params: CocoParams | None) -> float:
+    """--iou, else 0.5, else (with thresholds that lack 0.5) the first threshold."""
+    if args.match_iou is not None:
+        return float(args.match_iou)
+    if params is None or 0.5 in params.iou_thresholds:
+        return 0.5
+    return params.iou_thresholds[0]
+
+
 def run(args: argparse.Namespace) -> int:
+    params = coco_params(args)  # a bad flag is reported before any file is read
     # The results file is read and parsed while the ground truth loads.
     prefetched = ResultsPrefetch(args.dets)
     gt = load_ground_truth(args.gt, args.split)
@@ -72,7 +177,12 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     result = evaluate(
-        gt, dets, protocol=args.protocol, match_iou=args.match_iou, input_size=args.input_size
+        gt,
+        dets,
+        protocol=args.protocol,
+        match_iou=match_iou(args, params),
+        input_size=args.input_size,
+        coco=params,
     )
     # A results file concatenated twice scores lower, as any scorer does; say it happened.
     duplicates = exact_duplicates(dets)

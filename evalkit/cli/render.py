@@ -59,8 +59,8 @@ def render_eval_result(result: EvalResult) -> str:
     ]
     if result.stats is not None:
         parts.append("")
+        lines = result.settings.get("stat_lines", _COCO_LINES)
         parts.extend(
-            f" {label} = {value:0.3f}"
-            for label, value in zip(_COCO_LINES, result.stats, strict=True)
+            f" {label} = {value:0.3f}" for label, value in zip(lines, result.stats, strict=True)
         )
     return "\n".join(parts)

@@ -418,9 +418,13 @@ void Accumulate(const Problem& p, const Layout& L, const std::vector<std::uint8_
           std::vector<double>& best = suffix[c];
           for (i64 i = tp[c] - 2; i >= 0; --i) best[i] = std::max(best[i], best[i + 1]);
           double* q = out.precision.data() + k * A * M + a * M + m;
+          // pycocotools fills the samples in threshold order inside one try: the first
+          // threshold never reached (an index past the curve) ends the loop, so with
+          // unsorted thresholds every later one stays 0 too.
+          bool stopped = nd == 0;  // no detections: pr[0] fails at once
           for (i64 r = 0; r < R; ++r) {
-            double value = 0.0;  // never reached, or no detections: 0
-            if (nd > 0) {
+            double value = 0.0;
+            if (!stopped) {
               // searchsorted(rc, thr, 'left'): the first point with tp/npig >= thr. Recall
               // rises only at true positives, so it is the c-th one for the smallest such
               // c, or point 0 when c is 0; the envelope there is the max from it on.
@@ -438,6 +442,8 @@ void Accumulate(const Problem& p, const Layout& L, const std::vector<std::uint8_
                 value = tp[c] > 0 ? std::max(pr0[c], best[0]) : pr0[c];
               } else if (c_lo <= tp[c]) {
                 value = best[c_lo - 1];
+              } else {
+                stopped = true;
               }
             }
             q[(t * R + r) * K * A * M] = value;

@@ -1,61 +1,37 @@
 """``coco``: pycocotools' COCOeval for bounding boxes, reproduced to the last bit.
 
-Same parameters (10 IoU thresholds, 101 recall points, maxDets 1/10/100, four area
-ranges), same tie-breaking (stable mergesorts), same quirks (a crowd is matched by any
-number of detections; a match to a ground truth whose id is 0 counts as no match, because
-pycocotools stores matches as ids and tests them for truth).
+Same parameters by default (10 IoU thresholds, 101 recall points, maxDets 1/10/100, four
+area ranges) and any others (:class:`~evalkit.metrics.coco_params.CocoParams`: thresholds,
+maxDets, area ranges, class-agnostic, image and category subsets); same tie-breaking
+(stable mergesorts); same quirks (a crowd is matched by any number of detections; a match
+to a ground truth whose id is 0 counts as no match, because pycocotools stores matches as
+ids and tests them for truth).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 import evalkit.metrics._cocoeval as _cocoeval
-from evalkit.metrics.interpolation import COCO_IOU_THRESHOLDS, COCO_RECALL_THRESHOLDS
+from evalkit.errors import InputError
+from evalkit.metrics.coco_params import CocoParams, summarize
 from evalkit.metrics.protocol import EvalOptions, Protocol, register
 from evalkit.metrics.results_file import compiled_threads
 from evalkit.types import ClassResult, Detections, EvalResult, FloatArray, GroundTruth, IntArray
 
-MAX_DETS = (1, 10, 100)
-AREA_RANGES = ((0.0**2, 1e5**2), (0.0**2, 32.0**2), (32.0**2, 96.0**2), (96.0**2, 1e5**2))
-AREA_LABELS = ("all", "small", "medium", "large")
-STAT_NAMES = (
-    "AP",
-    "AP50",
-    "AP75",
-    "APs",
-    "APm",
-    "APl",
-    "AR1",
-    "AR10",
-    "AR100",
-    "ARs",
-    "ARm",
-    "ARl",
-)
-# (is AP, IoU threshold or None for all, area label, maxDets) in pycocotools' order.
-_SUMMARY = (
-    (True, None, "all", 100),
-    (True, 0.5, "all", 100),
-    (True, 0.75, "all", 100),
-    (True, None, "small", 100),
-    (True, None, "medium", 100),
-    (True, None, "large", 100),
-    (False, None, "all", 1),
-    (False, None, "all", 10),
-    (False, None, "all", 100),
-    (False, None, "small", 100),
-    (False, None, "medium", 100),
-    (False, None, "large", 100),
-)
+DEFAULT_PARAMS = CocoParams()
+# pycocotools' 12 summary numbers, as its defaults name them.
+STAT_NAMES = tuple(stat.name for stat in DEFAULT_PARAMS.stats)
 
 
 @dataclass(frozen=True)
 class CocoArrays:
     """pycocotools' ``eval['precision']`` (T,R,K,A,M) and ``eval['recall']`` (T,K,A,M),
-    categories in ascending id order as pycocotools lays them out."""
+    categories in ascending id order as pycocotools lays them out (K is 1 and the id -1
+    when evaluation is class-agnostic)."""
 
     precision: FloatArray
     recall: FloatArray
@@ -64,6 +40,7 @@ class CocoArrays:
     fp: IntArray
     num_gt: IntArray  # (K, A) non-ignored ground truths
     num_detections: IntArray  # (K, M) detections entering each curve
+    num_images: int  # images evaluated (imgIds)
 
 
 def _mean_valid(values: FloatArray) -> float:
@@ -85,33 +62,67 @@ def _threads(num_detections: int) -> int:
     return 1 if num_detections < 20_000 else compiled_threads()
 
 
-def coco_arrays(gt: GroundTruth, dets: Detections) -> CocoArrays:
-    """Run COCOeval's evaluate() + accumulate() on columnar records (the compiled core,
-    :mod:`evalkit.metrics._cocoeval`, says how it stays bit-identical)."""
-    num_t, num_r = COCO_IOU_THRESHOLDS.shape[0], COCO_RECALL_THRESHOLDS.shape[0]
-    num_k, num_a, num_m = len(gt.categories), len(AREA_RANGES), len(MAX_DETS)
-    cat_rank = _sorted_ranks([c.id for c in gt.categories])
-    img_rank = _sorted_ranks([im.image_id for im in gt.images])
-    c64 = np.ascontiguousarray
+def _selected(wanted: tuple[object, ...] | None, lookup: dict[Any, int], what: str) -> IntArray:
+    """Positions of the wanted ids (all when None); an id the ground truth lacks is an error.
+    Ids given as text match integer ids too (as a command line writes them)."""
+    if wanted is None:
+        return np.arange(len(set(lookup.values())), dtype=np.int64)
+    found, unknown = set(), []
+    for key in wanted:
+        position = lookup.get(key)
+        if position is None and isinstance(key, str) and key.lstrip("-").isdigit():
+            position = lookup.get(int(key))
+        if position is None:
+            unknown.append(key)
+        else:
+            found.add(position)
+    if unknown:
+        raise InputError(f"{what} not in the ground truth: {', '.join(map(str, unknown))}")
+    return np.array(sorted(found), np.int64)
+
+
+def coco_arrays(
+    gt: GroundTruth, dets: Detections, params: CocoParams = DEFAULT_PARAMS
+) -> CocoArrays:
+    """Run COCOeval's evaluate() + accumulate() with ``params`` on columnar records (the
+    compiled core, :mod:`evalkit.metrics._cocoeval`, says how it stays bit-identical)."""
+    categories: dict[Any, int] = {}
+    for i, cat in enumerate(gt.categories):
+        categories[cat.id] = i
+        categories.setdefault(cat.name, i)
+    images = _selected(params.image_ids, gt.image_lookup, "image ids")
+    cats = _selected(params.category_ids, categories, "categories")
+    # Only the selected images and categories take part (imgIds, catIds): ranks among them
+    # in ascending id order, -1 for the rest.
+    img_rank = np.full(len(gt.images), -1, np.int64)
+    img_rank[images] = _sorted_ranks([gt.images[i].image_id for i in images.tolist()])
+    cat_rank = np.full(len(gt.categories), -1, np.int64)
+    cat_rank[cats] = _sorted_ranks([gt.categories[i].id for i in cats.tolist()])
+    g_keep = (img_rank[gt.image_index] >= 0) & (cat_rank[gt.category_index] >= 0)
+    d_keep = (img_rank[dets.image_index] >= 0) & (cat_rank[dets.category_index] >= 0)
+    num_t, num_r = len(params.iou_thresholds), len(params.recall_thresholds)
+    num_a, num_m = len(params.area_ranges), len(params.max_dets)
+    num_k = len(cats) if params.use_cats else 1
+    c = np.ascontiguousarray
     raw = _cocoeval.evaluate(
-        c64(img_rank[gt.image_index]),
-        c64(cat_rank[gt.category_index]),
-        c64(gt.boxes_xywh_px),
-        c64(gt.area),
-        c64(gt.iscrowd, np.uint8),
-        c64(gt.annotation_id != 0, np.uint8),
-        c64(img_rank[dets.image_index]),
-        c64(cat_rank[dets.category_index]),
-        c64(dets.boxes_xywh_px),
-        c64(dets.scores),
-        len(gt.images),
-        num_k,
-        c64(COCO_IOU_THRESHOLDS),
-        c64(COCO_RECALL_THRESHOLDS),
-        c64(AREA_RANGES, np.float64),
-        np.asarray(MAX_DETS, np.int64),
-        True,
-        _threads(len(dets.scores)),
+        c(img_rank[gt.image_index[g_keep]]),
+        c(cat_rank[gt.category_index[g_keep]]),
+        c(gt.boxes_xywh_px[g_keep]),
+        c(gt.area[g_keep]),
+        c(gt.iscrowd[g_keep], np.uint8),
+        c(gt.annotation_id[g_keep] != 0, np.uint8),
+        c(img_rank[dets.image_index[d_keep]]),
+        c(cat_rank[dets.category_index[d_keep]]),
+        c(dets.boxes_xywh_px[d_keep]),
+        c(dets.scores[d_keep]),
+        len(images),
+        len(cats),
+        np.array(params.iou_thresholds, np.float64),
+        np.array(params.recall_thresholds, np.float64),
+        np.array([(a.low, a.high) for a in params.area_ranges], np.float64),
+        np.array(params.max_dets, np.int64),
+        params.use_cats,
+        _threads(int(d_keep.sum())),
     )
     precision_b, recall_b, tp_b, fp_b, num_gt_b, num_det_b = raw
     curve = (num_t, num_k, num_a, num_m)
@@ -121,74 +132,69 @@ def coco_arrays(gt: GroundTruth, dets: Detections) -> CocoArrays:
     fp = np.frombuffer(fp_b, np.int64).reshape(curve)
     num_gt = np.frombuffer(num_gt_b, np.int64).reshape(num_k, num_a)
     num_det = np.frombuffer(num_det_b, np.int64).reshape(num_k, num_m)
-    category_ids = np.array([c.id for c in gt.categories], np.int64)
-    sorted_ids = np.empty_like(category_ids)
-    sorted_ids[cat_rank] = category_ids
-    return CocoArrays(precision, recall, sorted_ids, tp, fp, num_gt, num_det)
+    if params.use_cats:
+        category_ids = np.array(sorted(gt.categories[i].id for i in cats.tolist()), np.int64)
+    else:
+        category_ids = np.array([-1], np.int64)
+    return CocoArrays(precision, recall, category_ids, tp, fp, num_gt, num_det, len(images))
 
 
-def summarize(arrays: CocoArrays) -> tuple[float, ...]:
-    """The 12 numbers COCOeval.summarize() prints, in its order."""
-    stats = []
-    for is_ap, iou_thr, area, max_det in _SUMMARY:
-        a = AREA_LABELS.index(area)
-        m = MAX_DETS.index(max_det)
-        values = arrays.precision if is_ap else arrays.recall
-        if iou_thr is not None:
-            values = values[np.where(iou_thr == COCO_IOU_THRESHOLDS)[0]]
-        values = values[:, :, :, a, m] if is_ap else values[:, :, a, m]
-        stats.append(_mean_valid(values))
-    return tuple(stats)
-
-
-def _threshold_index(iou: float) -> int:
-    hits = np.flatnonzero(np.isclose(COCO_IOU_THRESHOLDS, iou, rtol=0.0, atol=1e-9))
+def _threshold_index(iou: float, thresholds: tuple[float, ...]) -> int:
+    hits = np.flatnonzero(np.isclose(thresholds, iou, rtol=0.0, atol=1e-9))
     if hits.size == 0:
-        allowed = ", ".join(f"{t:.2f}" for t in COCO_IOU_THRESHOLDS)
-        raise ValueError(
+        allowed = ", ".join(f"{t:g}" for t in thresholds)
+        raise InputError(
             f"the coco protocol reports AP at one of its IoU thresholds ({allowed}); got {iou}"
         )
     return int(hits[0])
 
 
 def evaluate_coco(gt: GroundTruth, dets: Detections, options: EvalOptions) -> EvalResult:
-    t = _threshold_index(options.match_iou)
-    arrays = coco_arrays(gt, dets)
-    stats = summarize(arrays)
+    params = options.coco or DEFAULT_PARAMS
+    t = _threshold_index(options.match_iou, params.iou_thresholds)
+    arrays = coco_arrays(gt, dets, params)
+    a = params.all_area  # per-class and headline numbers: area "all", the last maxDets
     by_id = {c.id: c for c in gt.categories}
     per_class = []
-    for k, cat_id in enumerate(arrays.category_ids.tolist()):
-        curve = arrays.precision[t, :, k, 0, -1]
+    for k, cat_id in enumerate(arrays.category_ids.tolist() if params.use_cats else []):
+        curve = arrays.precision[t, :, k, a, -1]
         ap = _mean_valid(curve)
-        ap_all = _mean_valid(arrays.precision[:, :, k, 0, -1])
+        ap_all = _mean_valid(arrays.precision[:, :, k, a, -1])
         per_class.append(
             ClassResult(
                 name=by_id[cat_id].name,
                 category_id=cat_id,
                 ap=None if ap == -1 else ap,
-                num_gt=int(arrays.num_gt[k, 0]),
+                num_gt=int(arrays.num_gt[k, a]),
                 num_detections=int(arrays.num_detections[k, -1]),
-                tp=int(arrays.tp[t, k, 0, -1]),
-                fp=int(arrays.fp[t, k, 0, -1]),
-                recall=COCO_RECALL_THRESHOLDS.copy(),
+                tp=int(arrays.tp[t, k, a, -1]),
+                fp=int(arrays.fp[t, k, a, -1]),
+                recall=np.array(params.recall_thresholds),
                 precision=curve.copy(),
                 ap_coco=None if ap_all == -1 else ap_all,
             )
         )
-    headline = _mean_valid(arrays.precision[t, :, :, 0, -1])
+    settings: dict[str, object] = {
+        "iou": float(params.iou_thresholds[t]),
+        "max_dets": list(params.max_dets),
+    }
+    if not params.is_default:
+        settings["coco_params"] = params.describe()
+        # pycocotools' printed line for each stat, for renderers.
+        settings["stat_lines"] = [stat.describe(params.iou_thresholds) for stat in params.stats]
     return EvalResult(
         protocol="coco",
-        iou=float(COCO_IOU_THRESHOLDS[t]),
-        ap=headline,
+        iou=float(params.iou_thresholds[t]),
+        ap=_mean_valid(arrays.precision[t, :, :, a, -1]),
         per_class=tuple(per_class),
-        num_images=len(gt.images),
-        num_gt=int(arrays.num_gt[:, 0].sum()),
+        num_images=arrays.num_images,
+        num_gt=int(arrays.num_gt[:, a].sum()),
         num_detections=int(arrays.num_detections[:, -1].sum()),
-        tp=int(arrays.tp[t, :, 0, -1].sum()),
-        fp=int(arrays.fp[t, :, 0, -1].sum()),
-        stats=stats,
-        stat_names=STAT_NAMES,
-        settings={"iou": float(COCO_IOU_THRESHOLDS[t]), "max_dets": list(MAX_DETS)},
+        tp=int(arrays.tp[t, :, a, -1].sum()),
+        fp=int(arrays.fp[t, :, a, -1].sum()),
+        stats=summarize(params, arrays.precision, arrays.recall),
+        stat_names=tuple(stat.name for stat in params.stats),
+        settings=settings,
         arrays={
             "precision": arrays.precision,
             "recall": arrays.recall,

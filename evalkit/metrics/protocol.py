@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from evalkit.metrics.coco_params import CocoParams
 from evalkit.registry import Registry
 from evalkit.types import Detections, EvalResult, GroundTruth
 
@@ -19,10 +20,15 @@ class EvalOptions:
 
     match_iou: float = 0.5
     input_size: int = 300
+    # COCOeval's parameters for the coco protocol (None: pycocotools' defaults).
+    coco: CocoParams | None = None
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.match_iou <= 1.0:
-            raise ValueError(f"match_iou must be in (0, 1], got {self.match_iou}")
+        # COCOeval takes any threshold in [0, 1], 0 included; the protocols' own rules, (0, 1].
+        low_ok = self.match_iou >= 0.0 if self.coco is not None else self.match_iou > 0.0
+        if not (low_ok and self.match_iou <= 1.0):
+            interval = "[0, 1]" if self.coco is not None else "(0, 1]"
+            raise ValueError(f"match_iou must be in {interval}, got {self.match_iou}")
         if self.input_size <= 0:
             raise ValueError(
                 f"input_size must be a positive number of pixels, got {self.input_size}"
