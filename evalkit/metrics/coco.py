@@ -98,8 +98,18 @@ def coco_arrays(
     img_rank[images] = _sorted_ranks([gt.images[i].image_id for i in images.tolist()])
     cat_rank = np.full(len(gt.categories), -1, np.int64)
     cat_rank[cats] = _sorted_ranks([gt.categories[i].id for i in cats.tolist()])
-    g_keep = (img_rank[gt.image_index] >= 0) & (cat_rank[gt.category_index] >= 0)
-    d_keep = (img_rank[dets.image_index] >= 0) & (cat_rank[dets.category_index] >= 0)
+    everything = slice(None)  # no subset: no copies of the columns
+    subset = params.image_ids is not None or params.category_ids is not None
+    g_keep = (
+        (img_rank[gt.image_index] >= 0) & (cat_rank[gt.category_index] >= 0)
+        if subset
+        else everything
+    )
+    d_keep = (
+        (img_rank[dets.image_index] >= 0) & (cat_rank[dets.category_index] >= 0)
+        if subset
+        else everything
+    )
     num_t, num_r = len(params.iou_thresholds), len(params.recall_thresholds)
     num_a, num_m = len(params.area_ranges), len(params.max_dets)
     num_k = len(cats) if params.use_cats else 1
@@ -122,7 +132,7 @@ def coco_arrays(
         np.array([(a.low, a.high) for a in params.area_ranges], np.float64),
         np.array(params.max_dets, np.int64),
         params.use_cats,
-        _threads(int(d_keep.sum())),
+        _threads(len(dets.scores[d_keep])),
     )
     precision_b, recall_b, tp_b, fp_b, num_gt_b, num_det_b = raw
     curve = (num_t, num_k, num_a, num_m)
