@@ -253,6 +253,8 @@ class EvalResult:
                     "num_detections": c.num_detections,
                     "tp": c.tp,
                     "fp": c.fp,
+                    # At the headline IoU: the share of the class's ground truths found.
+                    "recall": c.tp / c.num_gt if c.num_gt else None,
                     **({"AP_50_95": c.ap_coco} if c.ap_coco is not None else {}),
                 }
                 for c in self.per_class

@@ -8,10 +8,11 @@ import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from evalkit.cli.render import render_eval_result
+from evalkit.cli.render import render_eval_result, render_operating_points
 from evalkit.datasets.loading import load_ground_truth
 from evalkit.errors import InputError
 from evalkit.metrics import PROTOCOLS, AreaRange, CocoParams, evaluate
+from evalkit.metrics.coco import DEFAULT_PARAMS, coco_operating_points
 from evalkit.metrics.results_file import (
     ResultsPrefetch,
     exact_duplicates,
@@ -84,6 +85,20 @@ def add_parser(subparsers: Any) -> None:
     )
     coco.add_argument(
         "--categories", type=_words, metavar="ID|NAME,...", help="catIds: these categories only"
+    )
+    points = parser.add_argument_group("operating points (coco protocol)")
+    points.add_argument(
+        "--operating-points",
+        action="store_true",
+        help="precision, recall and F1 against the score threshold: the F1-optimal "
+        "threshold per class and over all classes",
+    )
+    points.add_argument(
+        "--thresholds",
+        type=_floats,
+        metavar="S,S,...",
+        help="also precision, recall and F1 at these score thresholds (implies "
+        "--operating-points), e.g. the one the device will use",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)
@@ -163,6 +178,9 @@ def match_iou(args: argparse.Namespace, params: CocoParams | None) -> float:
 
 def run(args: argparse.Namespace) -> int:
     params = coco_params(args)  # a bad flag is reported before any file is read
+    want_points = args.operating_points or args.thresholds is not None
+    if want_points and args.protocol != "coco":
+        raise InputError("--operating-points, --thresholds: available with --protocol coco only")
     # The results file is read and parsed while the ground truth loads.
     prefetched = ResultsPrefetch(args.dets)
     gt = load_ground_truth(args.gt, args.split)
@@ -192,11 +210,21 @@ def run(args: argparse.Namespace) -> int:
             "another one (same image, class, box and score); they are scored as given",
             file=sys.stderr,
         )
+    points = None
+    if want_points:
+        points = coco_operating_points(
+            gt, dets, args.thresholds or (), result.iou, params or DEFAULT_PARAMS
+        )
     if args.json:
         extra: dict[str, Any] = {"duplicate_detections": duplicates}
+        if points is not None:
+            extra["operating_points"] = points.to_dict()
         if args.ignore_unknown_categories:
             extra["dropped_unknown_categories"] = dropped
         print(json.dumps({**result.to_dict(), **extra}, indent=2))
     else:
         print(render_eval_result(result))
+        if points is not None:
+            print()
+            print(render_operating_points(points))
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from evalkit.metrics.operating_points import Curve, OperatingPoint, OperatingPoints
 from evalkit.types import EvalResult
 
 _COCO_LINES = (
@@ -64,3 +65,31 @@ def render_eval_result(result: EvalResult) -> str:
             f" {label} = {value:0.3f}" for label, value in zip(lines, result.stats, strict=True)
         )
     return "\n".join(parts)
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _prf(point: OperatingPoint) -> str:
+    return "/".join(_number(v) for v in (point.precision, point.recall, point.f1))
+
+
+def render_operating_points(points: OperatingPoints) -> str:
+    """Per class and over all classes: the F1-optimal threshold, and precision / recall /
+    F1 at each requested threshold."""
+
+    def row(c: Curve) -> list[str]:
+        best = c.best()
+        cells = [c.name, str(c.num_gt)]
+        cells += ["-", "-"] if best is None else [f"{best.threshold:.3f}", _prf(best)]
+        return cells + [_prf(c.at(t)) for t in points.thresholds]
+
+    headers = ["class", "GT", "best F1 at", "P/R/F1"]
+    headers += [f"P/R/F1 @{t:g}" for t in points.thresholds]
+    rows = [row(c) for c in points.per_class] + [row(points.overall)]
+    title = (
+        f"operating points ({points.protocol} matching at IoU {points.iou:g}; a detection "
+        "is kept when its score >= the threshold)"
+    )
+    return "\n".join([title, "", table(headers, rows)])

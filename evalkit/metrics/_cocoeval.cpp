@@ -17,12 +17,16 @@
 //   evaluate(g_img i64[G], g_cat i64[G], g_box f64[G*4], g_area f64[G], g_crowd u8[G],
 //            g_real u8[G], d_img i64[D], d_cat i64[D], d_box f64[D*4], d_score f64[D],
 //            num_images, num_categories, iou_thrs f64[T], rec_thrs f64[R],
-//            area_rng f64[A*2], max_dets i64[M], use_cats, threads)
+//            area_rng f64[A*2], max_dets i64[M], use_cats, threads, want_slots=False)
 //     -> (precision f64 (T,R,K,A,M), recall f64 (T,K,A,M), tp i64 (T,K,A,M),
 //         fp i64 (T,K,A,M), num_gt i64 (K,A), num_det i64 (K,M)) as bytes, K = num_categories
 //         with use_cats, else 1. Images and categories are given as ranks (0..n-1 in the order
 //         pycocotools evaluates them); g_real is 0 for a ground truth whose id is 0 (a match
 //         to it counts as none in accumulate(), as pycocotools tests stored ids for truth).
+//         With want_slots, four more: slot_det i64 (each evaluated detection, as an index
+//         into the d_ arrays, in accumulate() order), slot_rank i64 (its place in its
+//         image's score order), flags u8 (A*T per slot: 1 true positive, 2 ignored, 0 false
+//         positive) and cat_start i64 (K+1: each category's range of slots).
 //   count_duplicates(img i64[D], cat i64[D], box f64[D*4], score f64[D]) -> int: rows equal
 //         to an earlier row (-0.0 equal to 0.0, as numpy.unique compares).
 #define PY_SSIZE_T_CLEAN
@@ -84,6 +88,10 @@ struct Problem {
 struct Result {
   std::vector<double> precision, recall;
   std::vector<i64> tp, fp, num_gt, num_det;
+  // With want_slots: every kept detection in accumulate() order, its rank in its image,
+  // its flags (A*T per slot), and each evaluated category's range of slots.
+  std::vector<i64> slot_det, slot_rank, cat_start;
+  std::vector<std::uint8_t> flags;
 };
 
 // Indices 0..n-1 ordered by key (stable: index order within a key). A counting sort when the
@@ -455,26 +463,34 @@ void Accumulate(const Problem& p, const Layout& L, const std::vector<std::uint8_
   });
 }
 
-void Run(const Problem& p, int workers, Result& out) {
+void Run(const Problem& p, int workers, bool want_slots, Result& out) {
   const i64 K_eval = p.use_cats ? p.K : 1;
   const i64 E = p.M > 0 ? p.max_dets[p.M - 1] : 0;  // evaluateImg keeps maxDets[-1]
   const Layout layout = MakeLayout(p, K_eval, E, workers);
-  std::vector<std::uint8_t> flags;
   out.num_gt.assign(K_eval * p.A, 0);
-  Match(p, layout, workers, flags, out.num_gt);
-  Accumulate(p, layout, flags, K_eval, E, workers, out);
+  Match(p, layout, workers, out.flags, out.num_gt);
+  Accumulate(p, layout, out.flags, K_eval, E, workers, out);
+  if (want_slots) {
+    for (const Slot& slot : layout.slots) {
+      out.slot_det.push_back(slot.det);
+      out.slot_rank.push_back(slot.rank);
+    }
+    out.cat_start = layout.cat_start;
+  } else {
+    std::vector<std::uint8_t>().swap(out.flags);
+  }
 }
 
 PyObject* Evaluate(PyObject*, PyObject* args) {
   View g_img, g_cat, g_box, g_area, g_crowd, g_real, d_img, d_cat, d_box, d_score;
   View iou_thrs, rec_thrs, area_rng, max_dets;
   long long num_images, num_cats;
-  int use_cats, workers;
-  if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*y*y*y*y*LLy*y*y*y*pi", &g_img.view, &g_cat.view,
+  int use_cats, workers, want_slots = 0;
+  if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*y*y*y*y*LLy*y*y*y*pi|p", &g_img.view, &g_cat.view,
                         &g_box.view, &g_area.view, &g_crowd.view, &g_real.view, &d_img.view,
                         &d_cat.view, &d_box.view, &d_score.view, &num_images, &num_cats,
                         &iou_thrs.view, &rec_thrs.view, &area_rng.view, &max_dets.view,
-                        &use_cats, &workers)) {
+                        &use_cats, &workers, &want_slots)) {
     return nullptr;
   }
   for (View* v : {&g_img, &g_cat, &g_box, &g_area, &g_crowd, &g_real, &d_img, &d_cat, &d_box,
@@ -529,12 +545,18 @@ PyObject* Evaluate(PyObject*, PyObject* args) {
   bool no_memory = false;
   Py_BEGIN_ALLOW_THREADS;
   try {
-    Run(p, std::max(workers, 1), out);
+    Run(p, std::max(workers, 1), want_slots != 0, out);
   } catch (const std::bad_alloc&) {
     no_memory = true;
   }
   Py_END_ALLOW_THREADS;
   if (no_memory) return PyErr_NoMemory();
+  if (want_slots) {
+    return Py_BuildValue("(NNNNNNNNNN)", Bytes(out.precision), Bytes(out.recall), Bytes(out.tp),
+                         Bytes(out.fp), Bytes(out.num_gt), Bytes(out.num_det),
+                         Bytes(out.slot_det), Bytes(out.slot_rank), Bytes(out.flags),
+                         Bytes(out.cat_start));
+  }
   return Py_BuildValue("(NNNNNN)", Bytes(out.precision), Bytes(out.recall), Bytes(out.tp),
                        Bytes(out.fp), Bytes(out.num_gt), Bytes(out.num_det));
 }

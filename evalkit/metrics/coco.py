@@ -10,14 +10,17 @@ ids and tests them for truth).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 import evalkit.metrics._cocoeval as _cocoeval
 from evalkit.errors import InputError
 from evalkit.metrics.coco_params import CocoParams, summarize
+from evalkit.metrics.operating_points import OperatingPoints, curve, pooled
 from evalkit.metrics.protocol import EvalOptions, Protocol, register
 from evalkit.metrics.results_file import compiled_threads
 from evalkit.types import ClassResult, Detections, EvalResult, FloatArray, GroundTruth, IntArray
@@ -81,11 +84,29 @@ def _selected(wanted: tuple[object, ...] | None, lookup: dict[Any, int], what: s
     return np.array(sorted(found), np.int64)
 
 
+@dataclass(frozen=True)
+class Slots:
+    """Every evaluated detection in accumulate() order, with what matching decided for it:
+    ``det`` indexes the detections, ``flags`` is (slots, A*T) (1 true positive, 2 ignored,
+    0 false positive; column ``a * T + t``), ``category_start`` (K+1) each category's range."""
+
+    det: IntArray
+    rank: IntArray
+    flags: npt.NDArray[np.uint8]
+    category_start: IntArray
+
+
 def coco_arrays(
     gt: GroundTruth, dets: Detections, params: CocoParams = DEFAULT_PARAMS
 ) -> CocoArrays:
     """Run COCOeval's evaluate() + accumulate() with ``params`` on columnar records (the
     compiled core, :mod:`evalkit.metrics._cocoeval`, says how it stays bit-identical)."""
+    return _run(gt, dets, params, want_slots=False)[0]
+
+
+def _run(
+    gt: GroundTruth, dets: Detections, params: CocoParams, want_slots: bool
+) -> tuple[CocoArrays, Slots | None]:
     categories: dict[Any, int] = {}
     for i, cat in enumerate(gt.categories):
         categories[cat.id] = i
@@ -133,8 +154,9 @@ def coco_arrays(
         np.array(params.max_dets, np.int64),
         params.use_cats,
         _threads(len(dets.scores[d_keep])),
+        want_slots,
     )
-    precision_b, recall_b, tp_b, fp_b, num_gt_b, num_det_b = raw
+    precision_b, recall_b, tp_b, fp_b, num_gt_b, num_det_b = raw[:6]
     curve = (num_t, num_k, num_a, num_m)
     precision = np.frombuffer(precision_b, np.float64).reshape(num_t, num_r, num_k, num_a, num_m)
     recall = np.frombuffer(recall_b, np.float64).reshape(curve)
@@ -146,7 +168,55 @@ def coco_arrays(
         category_ids = np.array(sorted(gt.categories[i].id for i in cats.tolist()), np.int64)
     else:
         category_ids = np.array([-1], np.int64)
-    return CocoArrays(precision, recall, category_ids, tp, fp, num_gt, num_det, len(images))
+    arrays = CocoArrays(precision, recall, category_ids, tp, fp, num_gt, num_det, len(images))
+    if not want_slots:
+        return arrays, None
+    kept = np.arange(len(dets.scores))[d_keep]  # slot_det indexes the detections passed
+    slot_det, slot_rank, flags, start = raw[6:]
+    slots = Slots(
+        det=kept[np.frombuffer(slot_det, np.int64)],
+        rank=np.frombuffer(slot_rank, np.int64),
+        flags=np.frombuffer(flags, np.uint8).reshape(-1, num_t * num_a),
+        category_start=np.frombuffer(start, np.int64),
+    )
+    return arrays, slots
+
+
+def coco_operating_points(
+    gt: GroundTruth,
+    dets: Detections,
+    thresholds: Sequence[float] = (),
+    match_iou: float = 0.5,
+    params: CocoParams = DEFAULT_PARAMS,
+) -> OperatingPoints:
+    """Precision, recall and F1 against the score threshold under pycocotools' matching at
+    ``match_iou`` (area "all", the last maxDets), per category and pooled; the points at
+    ``thresholds`` besides the F1-optimal one."""
+    if not all(0.0 <= t <= 1.0 for t in thresholds):
+        raise InputError(f"score thresholds in [0, 1] expected, got {list(thresholds)}")
+    t = _threshold_index(match_iou, params.iou_thresholds)
+    arrays, slots = _run(gt, dets, params, want_slots=True)
+    assert slots is not None
+    a, num_t = params.all_area, len(params.iou_thresholds)
+    flag = slots.flags[:, a * num_t + t]
+    scores = dets.scores[slots.det]
+    names = {c.id: c.name for c in gt.categories}
+    per_class, pooled_parts = [], []
+    for k, category_id in enumerate(arrays.category_ids.tolist()):
+        lo, hi = int(slots.category_start[k]), int(slots.category_start[k + 1])
+        part = (scores[lo:hi], flag[lo:hi] == 1, flag[lo:hi] == 0)
+        pooled_parts.append(part)
+        name = names.get(category_id, "all classes")
+        cid = category_id if params.use_cats else None
+        per_class.append(curve(name, cid, *part, int(arrays.num_gt[k, a])))
+    overall = pooled(pooled_parts, int(arrays.num_gt[:, a].sum()))
+    return OperatingPoints(
+        protocol="coco",
+        iou=float(params.iou_thresholds[t]),
+        thresholds=tuple(float(v) for v in thresholds),
+        overall=overall,
+        per_class=tuple(per_class) if params.use_cats else (),
+    )
 
 
 def _threshold_index(iou: float, thresholds: tuple[float, ...]) -> int:
