@@ -81,6 +81,12 @@ def add_parser(subparsers: Any) -> None:
         "--class-agnostic", action="store_true", help="useCats=0: match across categories"
     )
     coco.add_argument(
+        "--torchmetrics-thresholds",
+        action="store_true",
+        help="the float32 IoU and recall thresholds torchmetrics' MeanAveragePrecision hands "
+        "COCOeval, to reproduce its numbers (needs torch)",
+    )
+    coco.add_argument(
         "--image-ids", type=_words, metavar="ID,ID,...", help="imgIds: evaluate these images only"
     )
     coco.add_argument(
@@ -145,14 +151,15 @@ _COCO_FLAGS = (
 def coco_params(args: argparse.Namespace) -> CocoParams | None:
     """The COCOeval parameters the command line sets, or None for pycocotools' defaults."""
     given = {name: getattr(args, name) for name in _COCO_FLAGS if getattr(args, name)}
-    if not given and not args.class_agnostic:
+    switches = [n for n in ("class_agnostic", "torchmetrics_thresholds") if getattr(args, n)]
+    if not given and not switches:
         return None
     if args.protocol != "coco":
-        flags = [f"--{n.replace('_', '-')}" for n in given] + (
-            ["--class-agnostic"] if args.class_agnostic else []
-        )
+        flags = [f"--{n.replace('_', '-')}" for n in [*given, *switches]]
         raise InputError(f"{', '.join(flags)}: COCOeval parameters apply to --protocol coco only")
-    defaults = CocoParams()
+    if args.torchmetrics_thresholds and {"iou_thresholds", "recall_thresholds"} & set(given):
+        raise InputError("--torchmetrics-thresholds sets the thresholds; give one or the other")
+    defaults = CocoParams.torchmetrics() if args.torchmetrics_thresholds else CocoParams()
     try:
         return CocoParams(
             iou_thresholds=given.get("iou_thresholds", defaults.iou_thresholds),

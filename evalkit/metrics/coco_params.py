@@ -109,6 +109,21 @@ class CocoParams:
         object.__setattr__(self, "max_dets", tuple(sorted(self.max_dets)))
         object.__setattr__(self, "stats", self._stats())
 
+    @classmethod
+    def torchmetrics(cls) -> CocoParams:
+        """The thresholds torchmetrics' ``MeanAveragePrecision`` hands COCOeval: computed
+        with ``torch.linspace`` in float32 (0.550000011920929 for 0.55, ...), so its numbers
+        differ from pycocotools' own in the last digits, or more where an IoU or a recall
+        lands between the two spellings of a threshold. Needs torch, as torchmetrics does."""
+        import torch  # the values are torch's own float32 linspace, nothing else reproduces it
+
+        return cls(
+            iou_thresholds=tuple(
+                torch.linspace(0.5, 0.95, round((0.95 - 0.5) / 0.05) + 1).tolist()
+            ),
+            recall_thresholds=tuple(torch.linspace(0.0, 1.00, round(1.00 / 0.01) + 1).tolist()),
+        )
+
     @property
     def is_default(self) -> bool:
         return self == CocoParams()
@@ -138,8 +153,9 @@ class CocoParams:
         all_label = self.area_ranges[self.all_area].label
         top = self.max_dets[-1]
         ious: Sequence[float] = self.iou_thresholds
-        if self.iou_thresholds == CocoParams.iou_thresholds:
-            ious = (0.5, 0.75)  # pycocotools reports these two of its ten
+        ten = np.float32(COCO_IOU_THRESHOLDS)
+        if len(ious) == len(ten) and bool((np.asarray(ious, np.float32) == ten).all()):
+            ious = (0.5, 0.75)  # of the ten (float64 or torchmetrics' float32), these two
         others = [a.label for a in self.area_ranges if a.label != all_label]
 
         def area_name(kind: str, label: str) -> str:
