@@ -242,6 +242,8 @@ class EvalResult:
         out: dict[str, Any] = {
             "protocol": self.protocol,
             "iou": self.iou,
+            # "ap" is the headline whatever the IoU; the AP50-style key names the IoU too.
+            "ap": self.ap,
             self.ap_key: self.ap,
             "per_class": self.per_class_ap(),
             "classes": [

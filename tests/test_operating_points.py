@@ -18,7 +18,7 @@ from evalkit.cli import main
 from evalkit.datasets.coco import parse_coco_ground_truth
 from evalkit.errors import InputError
 from evalkit.metrics import parse_coco_results
-from evalkit.metrics.coco import coco_operating_points
+from evalkit.metrics.coco import coco_operating_points, coco_per_image
 from evalkit.metrics.operating_points import OperatingPoint, curve
 
 try:  # tests/ is a package in this repository
@@ -152,3 +152,49 @@ def test_operating_points_need_the_coco_protocol(
         coco_operating_points(
             ground_truth, parse_coco_results(results, ground_truth), (1.5,), match_iou=0.5
         )
+
+
+@pytest.mark.parametrize("seed", range(0, 60, 5))
+def test_per_image_counts_equal_pycocotools_evalimgs(seed: int) -> None:
+    gt, results = make_workload(seed)
+    ground_truth = parse_coco_ground_truth(copy.deepcopy(gt))
+    dets = parse_coco_results(copy.deepcopy(results), ground_truth)
+    rows = {r["image_id"]: r for r in coco_per_image(ground_truth, dets, match_iou=0.5)}
+    coco_gt = COCO()
+    coco_gt.dataset = copy.deepcopy(gt)
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt.createIndex()
+        ev = COCOeval(coco_gt, coco_gt.loadRes(copy.deepcopy(results)), "bbox")
+        ev.evaluate()
+    expected = {i: {"num_gt": 0, "tp": 0, "fp": 0} for i in ev.params.imgIds}
+    num_a, num_i = len(ev.params.areaRng), len(ev.params.imgIds)
+    for k in range(len(ev.params.catIds)):
+        for i, image_id in enumerate(ev.params.imgIds):
+            e = ev.evalImgs[k * num_a * num_i + i]
+            if e is None:
+                continue
+            matched, ignored = e["dtMatches"][0], e["dtIgnore"][0]
+            expected[image_id]["tp"] += int(np.sum((matched > 0) & ~ignored))
+            expected[image_id]["fp"] += int(np.sum((matched == 0) & ~ignored))
+            expected[image_id]["num_gt"] += int(np.sum(~np.asarray(e["gtIgnore"], bool)))
+    assert sorted(rows) == sorted(expected)
+    for image_id, counts in expected.items():
+        row = rows[image_id]
+        assert (row["num_gt"], row["tp"], row["fp"]) == (
+            counts["num_gt"],
+            counts["tp"],
+            counts["fp"],
+        ), (seed, image_id)
+
+
+def test_the_headline_key_is_stable(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    gt, results = make_workload(4)
+    gt_path, dets_path = tmp_path / "gt.json", tmp_path / "dets.json"
+    gt_path.write_text(json.dumps(gt))
+    dets_path.write_text(json.dumps(results))
+    base = ["evaluate", "--gt", str(gt_path), "--dets", str(dets_path), "--json"]
+    assert main([*base, "--iou", "0.75", "--per-image"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["ap"] == out["AP75"] and out["iou"] == 0.75
+    assert {"image_id", "num_gt", "tp", "fp"} <= set(out["per_image"][0])
+    assert all(c["recall"] is None or 0 <= c["recall"] <= 1 for c in out["classes"])

@@ -8,11 +8,11 @@ import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from evalkit.cli.render import render_eval_result, render_operating_points
+from evalkit.cli.render import render_eval_result, render_operating_points, render_per_image
 from evalkit.datasets.loading import load_ground_truth
 from evalkit.errors import InputError
 from evalkit.metrics import PROTOCOLS, AreaRange, CocoParams, evaluate
-from evalkit.metrics.coco import DEFAULT_PARAMS, coco_operating_points
+from evalkit.metrics.coco import DEFAULT_PARAMS, coco_operating_points, coco_per_image
 from evalkit.metrics.results_file import (
     ResultsPrefetch,
     exact_duplicates,
@@ -106,6 +106,11 @@ def add_parser(subparsers: Any) -> None:
         help="also precision, recall and F1 at these score thresholds (implies "
         "--operating-points), e.g. the one the device will use",
     )
+    points.add_argument(
+        "--per-image",
+        action="store_true",
+        help="per image: ground truths that count, true and false positives (coco matching)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)
 
@@ -186,8 +191,10 @@ def match_iou(args: argparse.Namespace, params: CocoParams | None) -> float:
 def run(args: argparse.Namespace) -> int:
     params = coco_params(args)  # a bad flag is reported before any file is read
     want_points = args.operating_points or args.thresholds is not None
-    if want_points and args.protocol != "coco":
-        raise InputError("--operating-points, --thresholds: available with --protocol coco only")
+    if (want_points or args.per_image) and args.protocol != "coco":
+        raise InputError(
+            "--operating-points, --thresholds, --per-image: available with --protocol coco only"
+        )
     # The results file is read and parsed while the ground truth loads.
     prefetched = ResultsPrefetch(args.dets)
     gt = load_ground_truth(args.gt, args.split)
@@ -222,10 +229,15 @@ def run(args: argparse.Namespace) -> int:
         points = coco_operating_points(
             gt, dets, args.thresholds or (), result.iou, params or DEFAULT_PARAMS
         )
+    per_image = None
+    if args.per_image:
+        per_image = coco_per_image(gt, dets, result.iou, params or DEFAULT_PARAMS)
     if args.json:
         extra: dict[str, Any] = {"duplicate_detections": duplicates}
         if points is not None:
             extra["operating_points"] = points.to_dict()
+        if per_image is not None:
+            extra["per_image"] = per_image
         if args.ignore_unknown_categories:
             extra["dropped_unknown_categories"] = dropped
         print(json.dumps({**result.to_dict(), **extra}, indent=2))
@@ -234,4 +246,7 @@ def run(args: argparse.Namespace) -> int:
         if points is not None:
             print()
             print(render_operating_points(points))
+        if per_image is not None:
+            print()
+            print(render_per_image(per_image, result.iou))
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from evalkit.metrics.operating_points import Curve, OperatingPoint, OperatingPoints
 from evalkit.types import EvalResult
@@ -93,3 +94,19 @@ def render_operating_points(points: OperatingPoints) -> str:
         "is kept when its score >= the threshold)"
     )
     return "\n".join([title, "", table(headers, rows)])
+
+
+def render_per_image(rows: Sequence[dict[str, Any]], iou: float) -> str:
+    """One line per image: ground truths that count, true and false positives, missed."""
+    body = [
+        [
+            str(r["image_id"]),
+            str(r["num_gt"]),
+            str(r["tp"]),
+            str(r["fp"]),
+            str(r["num_gt"] - r["tp"]),
+        ]
+        for r in rows
+    ]
+    title = f"per image (coco matching at IoU {iou:g}, area all)"
+    return "\n".join([title, "", table(["image_id", "GT", "TP", "FP", "missed"], body)])

@@ -65,6 +65,15 @@ def _threads(num_detections: int) -> int:
     return 1 if num_detections < 20_000 else compiled_threads()
 
 
+def _category_lookup(gt: GroundTruth) -> dict[Any, int]:
+    """Category id, or name, to position."""
+    lookup: dict[Any, int] = {}
+    for i, cat in enumerate(gt.categories):
+        lookup[cat.id] = i
+        lookup.setdefault(cat.name, i)
+    return lookup
+
+
 def _selected(wanted: tuple[object, ...] | None, lookup: dict[Any, int], what: str) -> IntArray:
     """Positions of the wanted ids (all when None); an id the ground truth lacks is an error.
     Ids given as text match integer ids too (as a command line writes them)."""
@@ -107,12 +116,8 @@ def coco_arrays(
 def _run(
     gt: GroundTruth, dets: Detections, params: CocoParams, want_slots: bool
 ) -> tuple[CocoArrays, Slots | None]:
-    categories: dict[Any, int] = {}
-    for i, cat in enumerate(gt.categories):
-        categories[cat.id] = i
-        categories.setdefault(cat.name, i)
     images = _selected(params.image_ids, gt.image_lookup, "image ids")
-    cats = _selected(params.category_ids, categories, "categories")
+    cats = _selected(params.category_ids, _category_lookup(gt), "categories")
     # Only the selected images and categories take part (imgIds, catIds): ranks among them
     # in ascending id order, -1 for the rest.
     img_rank = np.full(len(gt.images), -1, np.int64)
@@ -180,6 +185,43 @@ def _run(
         category_start=np.frombuffer(start, np.int64),
     )
     return arrays, slots
+
+
+def coco_per_image(
+    gt: GroundTruth,
+    dets: Detections,
+    match_iou: float = 0.5,
+    params: CocoParams = DEFAULT_PARAMS,
+) -> list[dict[str, Any]]:
+    """Per evaluated image, under pycocotools' matching at ``match_iou`` (area "all", the
+    last maxDets): its ground truths that count (not crowd, inside the area range), and its
+    true and false positives (ignored detections are neither)."""
+    t = _threshold_index(match_iou, params.iou_thresholds)
+    _, slots = _run(gt, dets, params, want_slots=True)
+    assert slots is not None
+    a, num_t = params.all_area, len(params.iou_thresholds)
+    flag = slots.flags[:, a * num_t + t]
+    image_of = dets.image_index[slots.det]
+    n = len(gt.images)
+    tp = np.bincount(image_of[flag == 1], minlength=n)
+    fp = np.bincount(image_of[flag == 0], minlength=n)
+    area = params.area_ranges[a]
+    counted = ~gt.iscrowd & (gt.area >= area.low) & (gt.area <= area.high)
+    if params.category_ids is not None:
+        chosen = _selected(params.category_ids, _category_lookup(gt), "categories")
+        counted &= np.isin(gt.category_index, chosen)
+    num_gt = np.bincount(gt.image_index[counted], minlength=n)
+    images = _selected(params.image_ids, gt.image_lookup, "image ids").tolist()
+    return [
+        {
+            "image_id": gt.images[i].image_id,
+            "file_name": gt.images[i].file_name,
+            "num_gt": int(num_gt[i]),
+            "tp": int(tp[i]),
+            "fp": int(fp[i]),
+        }
+        for i in sorted(images, key=lambda i: gt.images[i].image_id)
+    ]
 
 
 def coco_operating_points(
