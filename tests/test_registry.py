@@ -33,9 +33,13 @@ def test_unknown_name_suggests_near_match() -> None:
         PROTOCOLS.get("voc2007")
     message = str(info.value)
     assert "unknown protocol 'voc2007'" in message
-    assert "coco, st, voc07, voc12" in message
+    assert "coco, st, voc07, voc07-pyfrcnn, voc12, voc12-pyfrcnn" in message
     assert "did you mean 'voc07'?" in message
 
 
-def test_four_protocols_registered() -> None:
-    assert set(PROTOCOLS.names()) == {"coco", "st", "voc07", "voc12"}
+def test_the_protocols_registered() -> None:
+    # The four of reference-pipeline.md section 5, and py-faster-rcnn's VOC variants.
+    assert set(PROTOCOLS.names()) == {
+        *("coco", "st", "voc07", "voc12"),
+        *("voc07-pyfrcnn", "voc12-pyfrcnn"),
+    }

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from evalkit.cli.render import render_eval_result, render_operating_points, render_per_image
@@ -18,6 +19,7 @@ from evalkit.metrics.results_file import (
     exact_duplicates,
     load_coco_results_counted,
 )
+from evalkit.metrics.voc_files import read_comp4, write_comp4
 
 T = TypeVar("T")
 
@@ -33,7 +35,18 @@ def add_parser(subparsers: Any) -> None:
         "--gt", required=True, help="COCO instances JSON, or a VOC year directory (.../VOC2007)"
     )
     parser.add_argument("--split", help="VOC split name (ImageSets/Main/SPLIT.txt)")
-    parser.add_argument("--dets", required=True, help="COCO results JSON file")
+    parser.add_argument(
+        "--dets",
+        required=True,
+        help="COCO results JSON file, or a directory of VOC devkit comp4_det_<split>_<class>.txt "
+        "files",
+    )
+    parser.add_argument(
+        "--write-comp4",
+        metavar="DIR",
+        help="also write the detections as VOC devkit files comp4_det_<split>_<class>.txt "
+        "(1-based corners) into DIR",
+    )
     parser.add_argument(
         "--protocol", default="coco", choices=PROTOCOLS.names(), help="AP protocol (default: coco)"
     )
@@ -195,12 +208,18 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(
             "--operating-points, --thresholds, --per-image: available with --protocol coco only"
         )
-    # The results file is read and parsed while the ground truth loads.
-    prefetched = ResultsPrefetch(args.dets)
-    gt = load_ground_truth(args.gt, args.split)
-    dets, dropped = load_coco_results_counted(
-        args.dets, gt, args.ignore_unknown_categories, prefetched
-    )
+    dropped: dict[str, int] = {}
+    if Path(args.dets).is_dir():  # VOC devkit results files
+        gt = load_ground_truth(args.gt, args.split)
+        dets = read_comp4(args.dets, gt)
+    else:  # the results file is read and parsed while the ground truth loads
+        prefetched = ResultsPrefetch(args.dets)
+        gt = load_ground_truth(args.gt, args.split)
+        dets, dropped = load_coco_results_counted(
+            args.dets, gt, args.ignore_unknown_categories, prefetched
+        )
+    if args.write_comp4:
+        write_comp4(args.write_comp4, gt, dets, args.split or "test")
     if dropped:
         counts = ", ".join(f"{n} of category_id {c}" for c, n in dropped.items())
         print(

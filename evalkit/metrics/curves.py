@@ -42,6 +42,7 @@ def claim_curves(
     num_classes: int,
     threshold: float,
     pair_iou: PairIou,
+    strict: bool = False,
 ) -> ClassCurves:
     """Match detections (visited in ``processing_order``, grouped by class) to ground truths
     of their image and class and accumulate per-class TP/FP curves."""
@@ -52,7 +53,7 @@ def claim_curves(
     best = best_ground_truth(pairs, iou, det_key.shape[0])
     rank = np.empty(det_key.shape[0], np.int64)
     rank[processing_order] = np.arange(det_key.shape[0], dtype=np.int64)
-    tp, ignored = claim_in_order(best, rank, threshold, gt_ignored)
+    tp, ignored = claim_in_order(best, rank, threshold, gt_ignored, strict)
     tp_sorted = tp[processing_order].astype(np.int64)
     fp_sorted = (~tp & ~ignored)[processing_order].astype(np.int64)
     classes = det_class[processing_order]

@@ -56,6 +56,7 @@ def claim_in_order(
     processing_rank: IntArray,
     threshold: float,
     gt_ignored: BoolArray,
+    strict: bool = False,
 ) -> tuple[BoolArray, BoolArray]:
     """Best-then-claim: returns (true positive, ignored) masks over detections.
 
@@ -63,7 +64,7 @@ def claim_in_order(
     truth is ignored; on a regular one it is a true positive if no detection earlier in
     ``processing_rank`` claimed that ground truth. Everything else is a false positive.
     """
-    passes = best.iou >= threshold
+    passes = best.iou > threshold if strict else best.iou >= threshold
     on_ignored = np.zeros(passes.shape, bool)
     on_ignored[passes] = gt_ignored[best.gt[passes]]
     candidates = np.flatnonzero(passes & ~on_ignored)

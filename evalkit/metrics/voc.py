@@ -4,6 +4,11 @@ Per class over the whole set, detections by descending confidence (stable: ties 
 order, as the MATLAB devkit's sort does), IoU with the +1 convention in original pixels,
 each detection judged against its single best ground truth: a difficult one makes it
 ignored, a free one a TP, a taken one (or IoU below threshold) an FP.
+
+``voc07-pyfrcnn`` and ``voc12-pyfrcnn`` are py-faster-rcnn's ``voc_eval.py`` instead, which
+many Python code bases copied: ties in confidence in ``np.argsort(-confidence)``'s order (not
+stable), and a match needs the IoU to exceed the threshold (the devkit: to reach it). They
+differ from the devkit only on equal scores and on IoUs exactly at the threshold.
 """
 
 from __future__ import annotations
@@ -27,14 +32,28 @@ class VocRules:
     name: str
     year: str
     interpolate: Callable[[FloatArray, FloatArray], float]
+    # py-faster-rcnn's voc_eval.py: np.argsort(-confidence) per class and ovmax > threshold.
+    pyfrcnn: bool = False
+
+
+def _pyfrcnn_order(dets: Detections, num_classes: int) -> IntArray:
+    """Per class (ascending), its detections in input order sorted by ``np.argsort`` of the
+    negated confidences with numpy's default kind, as voc_eval.py sorts each class file."""
+    parts = []
+    for k in range(num_classes):
+        rows = np.flatnonzero(dets.category_index == k)
+        parts.append(rows[np.argsort(-dets.scores[rows])])
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
 def evaluate_voc(
     rules: VocRules, gt: GroundTruth, dets: Detections, options: EvalOptions
 ) -> EvalResult:
     num_classes = len(gt.categories)
-    # Stable: equal scores keep input order, as the MATLAB devkit's sort does.
-    order = np.lexsort((-dets.scores, dets.category_index))
+    if rules.pyfrcnn:
+        order = _pyfrcnn_order(dets, num_classes)
+    else:  # stable: equal scores keep input order, as the MATLAB devkit's sort does
+        order = np.lexsort((-dets.scores, dets.category_index))
     curves = claim_curves(
         det_image=dets.image_index,
         det_class=dets.category_index,
@@ -47,6 +66,7 @@ def evaluate_voc(
         num_classes=num_classes,
         threshold=options.match_iou,
         pair_iou=iou_voc_xyxy,
+        strict=rules.pyfrcnn,
     )
     npos = np.bincount(gt.category_index[~gt.difficult], minlength=num_classes)
 
@@ -72,7 +92,11 @@ def evaluate_voc(
         num_detections=len(dets),
         tp=sum(c.tp for c in per_class),
         fp=sum(c.fp for c in per_class),
-        settings={"iou": options.match_iou, "interpolation": rules.year},
+        settings={
+            "iou": options.match_iou,
+            "interpolation": rules.year,
+            "rules": "py-faster-rcnn voc_eval.py" if rules.pyfrcnn else "MATLAB devkit",
+        },
     )
 
 
@@ -80,7 +104,8 @@ def _voc_protocol(rules: VocRules, summary: str) -> Protocol:
     def run(gt: GroundTruth, dets: Detections, options: EvalOptions) -> EvalResult:
         return evaluate_voc(rules, gt, dets, options)
 
-    return Protocol(name=rules.name, reference="Pascal VOC devkit", summary=summary, run=run)
+    reference = "py-faster-rcnn voc_eval.py" if rules.pyfrcnn else "Pascal VOC devkit"
+    return Protocol(name=rules.name, reference=reference, summary=summary, run=run)
 
 
 register(
@@ -93,5 +118,17 @@ register(
     _voc_protocol(
         VocRules("voc12", "all-point", ap_voc12),
         "VOC2010+ all-point AP, +1 IoU in original pixels, difficult ignored",
+    )
+)
+register(
+    _voc_protocol(
+        VocRules("voc07-pyfrcnn", "11-point", ap_voc07, pyfrcnn=True),
+        "voc07 as py-faster-rcnn's voc_eval.py computes it (IoU > threshold, unstable sort)",
+    )
+)
+register(
+    _voc_protocol(
+        VocRules("voc12-pyfrcnn", "all-point", ap_voc12, pyfrcnn=True),
+        "voc12 as py-faster-rcnn's voc_eval.py computes it (IoU > threshold, unstable sort)",
     )
 )
