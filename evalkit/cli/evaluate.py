@@ -9,11 +9,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from evalkit.cli.render import render_eval_result, render_operating_points, render_per_image
+from evalkit.cli.render import (
+    render_confusion,
+    render_eval_result,
+    render_operating_points,
+    render_per_image,
+)
 from evalkit.datasets.loading import load_ground_truth
 from evalkit.errors import InputError
 from evalkit.metrics import PROTOCOLS, AreaRange, CocoParams, evaluate
 from evalkit.metrics.coco import DEFAULT_PARAMS, coco_operating_points, coco_per_image
+from evalkit.metrics.confusion import confusion_matrix
 from evalkit.metrics.results_file import (
     ResultsPrefetch,
     exact_duplicates,
@@ -118,6 +124,13 @@ def add_parser(subparsers: Any) -> None:
         metavar="S,S,...",
         help="also precision, recall and F1 at these score thresholds (implies "
         "--operating-points), e.g. the one the device will use",
+    )
+    points.add_argument(
+        "--confusion",
+        type=float,
+        metavar="SCORE",
+        help="confusion matrix of the detections scoring >= SCORE, matched at --iou whatever "
+        "their class (rules: evalkit/metrics/confusion.py)",
     )
     points.add_argument(
         "--per-image",
@@ -248,6 +261,11 @@ def run(args: argparse.Namespace) -> int:
         points = coco_operating_points(
             gt, dets, args.thresholds or (), result.iou, params or DEFAULT_PARAMS
         )
+    confusion = None
+    if args.confusion is not None:
+        if not 0.0 <= args.confusion <= 1.0:
+            raise InputError(f"--confusion: a score threshold in [0, 1], got {args.confusion}")
+        confusion = confusion_matrix(gt, dets, result.iou, args.confusion)
     per_image = None
     if args.per_image:
         per_image = coco_per_image(gt, dets, result.iou, params or DEFAULT_PARAMS)
@@ -257,6 +275,8 @@ def run(args: argparse.Namespace) -> int:
             extra["operating_points"] = points.to_dict()
         if per_image is not None:
             extra["per_image"] = per_image
+        if confusion is not None:
+            extra["confusion"] = confusion.to_dict()
         if args.ignore_unknown_categories:
             extra["dropped_unknown_categories"] = dropped
         print(json.dumps({**result.to_dict(), **extra}, indent=2))
@@ -268,4 +288,7 @@ def run(args: argparse.Namespace) -> int:
         if per_image is not None:
             print()
             print(render_per_image(per_image, result.iou))
+        if confusion is not None:
+            print()
+            print(render_confusion(confusion))
     return 0

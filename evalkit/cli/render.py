@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from evalkit.metrics.confusion import ConfusionMatrix
 from evalkit.metrics.operating_points import Curve, OperatingPoint, OperatingPoints
 from evalkit.types import EvalResult
 
@@ -110,3 +111,32 @@ def render_per_image(rows: Sequence[dict[str, Any]], iou: float) -> str:
     ]
     title = f"per image (coco matching at IoU {iou:g}, area all)"
     return "\n".join([title, "", table(["image_id", "GT", "TP", "FP", "missed"], body)])
+
+
+def render_confusion(cm: ConfusionMatrix) -> str:
+    """Per class: found as itself, as another class, missed, and false detections; then the
+    largest confusions between classes (the whole matrix is in --json)."""
+    k = len(cm.classes)
+    m = cm.matrix
+    rows = [
+        [
+            name,
+            str(int(m[i, :].sum())),
+            str(int(m[i, i])),
+            str(int(m[i, :k].sum() - m[i, i])),
+            str(int(m[i, k])),
+            str(int(m[k, i])),
+        ]
+        for i, name in enumerate(cm.classes)
+    ]
+    headers = ["class", "GT", "as itself", "as another", "missed", "false detections"]
+    parts = [
+        f"confusion (IoU >= {cm.iou_threshold:g}, score >= {cm.score_threshold:g})",
+        "",
+        table(headers, rows),
+    ]
+    top = cm.top_confusions()
+    if top:
+        parts += ["", "largest confusions (true -> predicted):"]
+        parts += [f"  {true} -> {predicted}: {count}" for true, predicted, count in top]
+    return "\n".join(parts)
