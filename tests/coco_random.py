@@ -275,3 +275,33 @@ def make_workload(seed: int) -> tuple[Record, list[Record]]:
         "annotations": annotations,
     }
     return ground_truth, results
+
+
+def write_workload(folder: Any, seed: int) -> tuple[Record, list[Record], Any, Any]:
+    """``make_workload(seed)`` written as gt.json and dets.json into ``folder`` (a Path):
+    the dicts and the two paths, for command-line tests."""
+    import json
+
+    gt, results = make_workload(seed)
+    gt_path, dets_path = folder / "gt.json", folder / "dets.json"
+    gt_path.write_text(json.dumps(gt))
+    dets_path.write_text(json.dumps(results))
+    return gt, results, gt_path, dets_path
+
+
+def pycocotools_in_memory(gt: Record, results: list[Record]) -> Any:
+    """pycocotools' COCOeval (bbox) on copies of in-memory dicts, not yet evaluated; its
+    prints silenced."""
+    import contextlib
+    import copy
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    coco_gt = COCO()
+    coco_gt.dataset = copy.deepcopy(gt)
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt.createIndex()
+        coco_dt = coco_gt.loadRes(copy.deepcopy(results))
+    return COCOeval(coco_gt, coco_dt, "bbox")

@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from evalkit.cli import main
@@ -29,9 +28,9 @@ from evalkit.metrics import AreaRange, CocoParams, evaluate, parse_coco_results
 from evalkit.types import EvalResult
 
 try:  # tests/ is a package in this repository
-    from .coco_random import Record, make_workload
+    from .coco_random import Record, make_workload, pycocotools_in_memory
 except ImportError:  # collected without the package (rootdir-less pytest run)
-    from coco_random import Record, make_workload
+    from coco_random import Record, make_workload, pycocotools_in_memory
 
 
 def _random_params(rng: np.random.Generator, gt: Record) -> CocoParams:
@@ -72,12 +71,8 @@ def _random_params(rng: np.random.Generator, gt: Record) -> CocoParams:
 
 
 def _pycocotools(gt: Record, results: list[Record], params: CocoParams) -> COCOeval:
-    coco_gt = COCO()
-    coco_gt.dataset = copy.deepcopy(gt)
+    ev = pycocotools_in_memory(gt, results)
     with contextlib.redirect_stdout(io.StringIO()):
-        coco_gt.createIndex()
-        coco_dt = coco_gt.loadRes(copy.deepcopy(results))
-        ev = COCOeval(coco_gt, coco_dt, "bbox")
         p = ev.params
         p.iouThrs = np.array(params.iou_thresholds)
         p.recThrs = np.array(params.recall_thresholds)

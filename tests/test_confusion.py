@@ -14,9 +14,9 @@ from evalkit.metrics.confusion import confusion_matrix
 from evalkit.types import Category, Detections, GroundTruth, ImageRecord
 
 try:  # tests/ is a package in this repository
-    from .coco_random import make_workload
+    from .coco_random import make_workload, write_workload
 except ImportError:  # collected without the package (rootdir-less pytest run)
-    from coco_random import make_workload
+    from coco_random import make_workload, write_workload
 
 
 def _gt(
@@ -143,10 +143,7 @@ def test_random_workloads_equal_the_loop(seed: int) -> None:
 
 
 def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    doc, results = make_workload(6)
-    gt_path, dets_path = tmp_path / "gt.json", tmp_path / "dets.json"
-    gt_path.write_text(json.dumps(doc))
-    dets_path.write_text(json.dumps(results))
+    doc, _results, gt_path, dets_path = write_workload(tmp_path, 6)
     argv = ["evaluate", "--gt", str(gt_path), "--dets", str(dets_path), "--confusion", "0.4"]
     assert main([*argv, "--json"]) == 0
     out = json.loads(capsys.readouterr().out)["confusion"]

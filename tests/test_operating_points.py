@@ -11,20 +11,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 
 from evalkit.cli import main
 from evalkit.datasets.coco import parse_coco_ground_truth
 from evalkit.errors import InputError
 from evalkit.metrics import parse_coco_results
-from evalkit.metrics.coco import coco_operating_points, coco_per_image
+from evalkit.metrics.coco_matches import coco_operating_points, coco_per_image
 from evalkit.metrics.operating_points import OperatingPoint, curve
 
 try:  # tests/ is a package in this repository
-    from .coco_random import Record, make_workload
+    from .coco_random import Record, make_workload, pycocotools_in_memory, write_workload
 except ImportError:  # collected without the package (rootdir-less pytest run)
-    from coco_random import Record, make_workload
+    from coco_random import Record, make_workload, pycocotools_in_memory, write_workload
 
 
 def test_a_hand_derived_curve() -> None:
@@ -72,12 +70,8 @@ def test_no_ground_truth_or_no_detection() -> None:
 def _pycocotools_flags(gt: Record, results: list[Record], t: int) -> dict[int, tuple[bool, bool]]:
     """pycocotools' own decision per detection (by its 1-based id): (tp, fp) at IoU index t,
     area all, the last maxDets, as accumulate() turns dtMatches and dtIgnore into them."""
-    coco_gt = COCO()
-    coco_gt.dataset = copy.deepcopy(gt)
+    ev = pycocotools_in_memory(gt, results)
     with contextlib.redirect_stdout(io.StringIO()):
-        coco_gt.createIndex()
-        coco_dt = coco_gt.loadRes(copy.deepcopy(results))
-        ev = COCOeval(coco_gt, coco_dt, "bbox")
         ev.evaluate()
     flags: dict[int, tuple[bool, bool]] = {}
     num_a = len(ev.params.areaRng)
@@ -120,10 +114,7 @@ def test_points_equal_those_from_pycocotools_matching(seed: int) -> None:
 def test_cli_prints_and_writes_operating_points(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    gt, results = make_workload(4)
-    gt_path, dets_path = tmp_path / "gt.json", tmp_path / "dets.json"
-    gt_path.write_text(json.dumps(gt))
-    dets_path.write_text(json.dumps(results))
+    gt, _results, gt_path, dets_path = write_workload(tmp_path, 4)
     argv = ["evaluate", "--gt", str(gt_path), "--dets", str(dets_path), "--thresholds", "0.3,0.5"]
     assert main([*argv, "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -140,10 +131,7 @@ def test_cli_prints_and_writes_operating_points(
 def test_operating_points_need_the_coco_protocol(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    gt, results = make_workload(4)
-    gt_path, dets_path = tmp_path / "gt.json", tmp_path / "dets.json"
-    gt_path.write_text(json.dumps(gt))
-    dets_path.write_text(json.dumps(results))
+    gt, results, gt_path, dets_path = write_workload(tmp_path, 4)
     argv = ["evaluate", "--gt", str(gt_path), "--dets", str(dets_path), "--protocol", "voc07"]
     assert main([*argv, "--operating-points"]) == 2
     assert "--operating-points" in capsys.readouterr().err
@@ -160,11 +148,8 @@ def test_per_image_counts_equal_pycocotools_evalimgs(seed: int) -> None:
     ground_truth = parse_coco_ground_truth(copy.deepcopy(gt))
     dets = parse_coco_results(copy.deepcopy(results), ground_truth)
     rows = {r["image_id"]: r for r in coco_per_image(ground_truth, dets, match_iou=0.5)}
-    coco_gt = COCO()
-    coco_gt.dataset = copy.deepcopy(gt)
+    ev = pycocotools_in_memory(gt, results)
     with contextlib.redirect_stdout(io.StringIO()):
-        coco_gt.createIndex()
-        ev = COCOeval(coco_gt, coco_gt.loadRes(copy.deepcopy(results)), "bbox")
         ev.evaluate()
     expected = {i: {"num_gt": 0, "tp": 0, "fp": 0} for i in ev.params.imgIds}
     num_a, num_i = len(ev.params.areaRng), len(ev.params.imgIds)
@@ -188,10 +173,7 @@ def test_per_image_counts_equal_pycocotools_evalimgs(seed: int) -> None:
 
 
 def test_the_headline_key_is_stable(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    gt, results = make_workload(4)
-    gt_path, dets_path = tmp_path / "gt.json", tmp_path / "dets.json"
-    gt_path.write_text(json.dumps(gt))
-    dets_path.write_text(json.dumps(results))
+    _gt, _results, gt_path, dets_path = write_workload(tmp_path, 4)
     base = ["evaluate", "--gt", str(gt_path), "--dets", str(dets_path), "--json"]
     assert main([*base, "--iou", "0.75", "--per-image"]) == 0
     out = json.loads(capsys.readouterr().out)

@@ -18,7 +18,8 @@ from evalkit.cli.render import (
 from evalkit.datasets.loading import load_ground_truth
 from evalkit.errors import InputError
 from evalkit.metrics import PROTOCOLS, AreaRange, CocoParams, evaluate
-from evalkit.metrics.coco import DEFAULT_PARAMS, coco_operating_points, coco_per_image
+from evalkit.metrics.coco import DEFAULT_PARAMS
+from evalkit.metrics.coco_matches import coco_operating_points, coco_per_image
 from evalkit.metrics.confusion import confusion_matrix
 from evalkit.metrics.results_file import (
     ResultsPrefetch,

@@ -32,6 +32,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include "../_bytes.h"
+
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -42,6 +44,8 @@
 #include <thread>
 
 namespace {
+
+using evalkit::Bytes;
 
 using i64 = std::int64_t;
 
@@ -65,16 +69,6 @@ bool Sized(const View& v, i64 count, i64 item, const char* name) {
     return false;
   }
   return true;
-}
-
-template <typename V>
-PyObject* Bytes(const std::vector<V>& values) {
-  const Py_ssize_t size = static_cast<Py_ssize_t>(values.size() * sizeof(V));
-  PyObject* out = PyBytes_FromStringAndSize(nullptr, size);
-  if (out != nullptr && size > 0) {
-    std::memcpy(PyBytes_AS_STRING(out), values.data(), static_cast<std::size_t>(size));
-  }
-  return out;
 }
 
 struct Problem {

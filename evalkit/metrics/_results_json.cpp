@@ -20,6 +20,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include "../_bytes.h"
+
 #include <algorithm>
 #include <charconv>
 #include <new>
@@ -32,6 +34,8 @@
 #include <vector>
 
 namespace {
+
+using evalkit::Bytes;
 
 struct Columns {
   std::vector<std::int64_t> image_id, category_id;
@@ -200,16 +204,6 @@ class Reader {
     return true;
   }
 };
-
-template <typename V>
-PyObject* Bytes(const std::vector<V>& values) {
-  const Py_ssize_t size = static_cast<Py_ssize_t>(values.size() * sizeof(V));
-  PyObject* out = PyBytes_FromStringAndSize(nullptr, size);
-  if (out != nullptr && size > 0) {
-    std::memcpy(PyBytes_AS_STRING(out), values.data(), static_cast<std::size_t>(size));
-  }
-  return out;
-}
 
 // Where to split [begin, end) near `from` between two records: just after a '}' that a ','
 // and a '{' follow (white space allowed). In the plain form no string holds a brace, so

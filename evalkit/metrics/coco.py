@@ -10,7 +10,6 @@ ids and tests them for truth).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,9 +19,8 @@ import numpy.typing as npt
 import evalkit.metrics._cocoeval as _cocoeval
 from evalkit.errors import InputError
 from evalkit.metrics.coco_params import CocoParams, summarize
-from evalkit.metrics.operating_points import OperatingPoints, curve, pooled
 from evalkit.metrics.protocol import EvalOptions, Protocol, register
-from evalkit.metrics.results_file import compiled_threads
+from evalkit.metrics.results_file import category_lookup, compiled_threads
 from evalkit.types import ClassResult, Detections, EvalResult, FloatArray, GroundTruth, IntArray
 
 DEFAULT_PARAMS = CocoParams()
@@ -65,16 +63,9 @@ def _threads(num_detections: int) -> int:
     return 1 if num_detections < 20_000 else compiled_threads()
 
 
-def _category_lookup(gt: GroundTruth) -> dict[Any, int]:
-    """Category id, or name, to position."""
-    lookup: dict[Any, int] = {}
-    for i, cat in enumerate(gt.categories):
-        lookup[cat.id] = i
-        lookup.setdefault(cat.name, i)
-    return lookup
-
-
-def _selected(wanted: tuple[object, ...] | None, lookup: dict[Any, int], what: str) -> IntArray:
+def selected_positions(
+    wanted: tuple[object, ...] | None, lookup: dict[Any, int], what: str
+) -> IntArray:
     """Positions of the wanted ids (all when None); an id the ground truth lacks is an error.
     Ids given as text match integer ids too (as a command line writes them)."""
     if wanted is None:
@@ -116,8 +107,8 @@ def coco_arrays(
 def _run(
     gt: GroundTruth, dets: Detections, params: CocoParams, want_slots: bool
 ) -> tuple[CocoArrays, Slots | None]:
-    images = _selected(params.image_ids, gt.image_lookup, "image ids")
-    cats = _selected(params.category_ids, _category_lookup(gt), "categories")
+    images = selected_positions(params.image_ids, gt.image_lookup, "image ids")
+    cats = selected_positions(params.category_ids, category_lookup(gt), "categories")
     # Only the selected images and categories take part (imgIds, catIds): ranks among them
     # in ascending id order, -1 for the rest.
     img_rank = np.full(len(gt.images), -1, np.int64)
@@ -187,78 +178,29 @@ def _run(
     return arrays, slots
 
 
-def coco_per_image(
-    gt: GroundTruth,
-    dets: Detections,
-    match_iou: float = 0.5,
-    params: CocoParams = DEFAULT_PARAMS,
-) -> list[dict[str, Any]]:
-    """Per evaluated image, under pycocotools' matching at ``match_iou`` (area "all", the
-    last maxDets): its ground truths that count (not crowd, inside the area range), and its
-    true and false positives (ignored detections are neither)."""
-    t = _threshold_index(match_iou, params.iou_thresholds)
-    _, slots = _run(gt, dets, params, want_slots=True)
-    assert slots is not None
-    a, num_t = params.all_area, len(params.iou_thresholds)
-    flag = slots.flags[:, a * num_t + t]
-    image_of = dets.image_index[slots.det]
-    n = len(gt.images)
-    tp = np.bincount(image_of[flag == 1], minlength=n)
-    fp = np.bincount(image_of[flag == 0], minlength=n)
-    area = params.area_ranges[a]
-    counted = ~gt.iscrowd & (gt.area >= area.low) & (gt.area <= area.high)
-    if params.category_ids is not None:
-        chosen = _selected(params.category_ids, _category_lookup(gt), "categories")
-        counted &= np.isin(gt.category_index, chosen)
-    num_gt = np.bincount(gt.image_index[counted], minlength=n)
-    images = _selected(params.image_ids, gt.image_lookup, "image ids").tolist()
-    return [
-        {
-            "image_id": gt.images[i].image_id,
-            "file_name": gt.images[i].file_name,
-            "num_gt": int(num_gt[i]),
-            "tp": int(tp[i]),
-            "fp": int(fp[i]),
-        }
-        for i in sorted(images, key=lambda i: gt.images[i].image_id)
-    ]
+@dataclass(frozen=True)
+class Decisions:
+    """What pycocotools' matching decided for each evaluated detection at one IoU threshold,
+    area range "all" and the last maxDets: ``flag`` per slot of ``slots`` (1 true positive,
+    2 ignored, 0 false positive)."""
+
+    arrays: CocoArrays
+    slots: Slots
+    flag: npt.NDArray[np.uint8]
+    iou: float
+    area: int  # the area range used (params.all_area)
 
 
-def coco_operating_points(
-    gt: GroundTruth,
-    dets: Detections,
-    thresholds: Sequence[float] = (),
-    match_iou: float = 0.5,
-    params: CocoParams = DEFAULT_PARAMS,
-) -> OperatingPoints:
-    """Precision, recall and F1 against the score threshold under pycocotools' matching at
-    ``match_iou`` (area "all", the last maxDets), per category and pooled; the points at
-    ``thresholds`` besides the F1-optimal one."""
-    if not all(0.0 <= t <= 1.0 for t in thresholds):
-        raise InputError(f"score thresholds in [0, 1] expected, got {list(thresholds)}")
+def coco_decisions(
+    gt: GroundTruth, dets: Detections, match_iou: float, params: CocoParams = DEFAULT_PARAMS
+) -> Decisions:
+    """Run the core keeping its per-detection decisions, for analyses beyond AP."""
     t = _threshold_index(match_iou, params.iou_thresholds)
     arrays, slots = _run(gt, dets, params, want_slots=True)
     assert slots is not None
-    a, num_t = params.all_area, len(params.iou_thresholds)
-    flag = slots.flags[:, a * num_t + t]
-    scores = dets.scores[slots.det]
-    names = {c.id: c.name for c in gt.categories}
-    per_class, pooled_parts = [], []
-    for k, category_id in enumerate(arrays.category_ids.tolist()):
-        lo, hi = int(slots.category_start[k]), int(slots.category_start[k + 1])
-        part = (scores[lo:hi], flag[lo:hi] == 1, flag[lo:hi] == 0)
-        pooled_parts.append(part)
-        name = names.get(category_id, "all classes")
-        cid = category_id if params.use_cats else None
-        per_class.append(curve(name, cid, *part, int(arrays.num_gt[k, a])))
-    overall = pooled(pooled_parts, int(arrays.num_gt[:, a].sum()))
-    return OperatingPoints(
-        protocol="coco",
-        iou=float(params.iou_thresholds[t]),
-        thresholds=tuple(float(v) for v in thresholds),
-        overall=overall,
-        per_class=tuple(per_class) if params.use_cats else (),
-    )
+    a = params.all_area
+    flag = slots.flags[:, a * len(params.iou_thresholds) + t]
+    return Decisions(arrays, slots, flag, float(params.iou_thresholds[t]), a)
 
 
 def _threshold_index(iou: float, thresholds: tuple[float, ...]) -> int:

@@ -38,7 +38,8 @@ def exact_duplicates(dets: Detections) -> int:
     )
 
 
-def _category_lookup(gt: GroundTruth) -> dict[Any, int]:
+def category_lookup(gt: GroundTruth) -> dict[Any, int]:
+    """Category id, or name, to position (an id wins over an equal name)."""
     lookup: dict[Any, int] = {}
     for i, cat in enumerate(gt.categories):
         lookup[cat.id] = i
@@ -51,7 +52,7 @@ def _record_error(
 ) -> InputError:
     """Find the first bad record the slow way, to say exactly what is wrong with it
     (``ignore_unknown``: a category the ground truth lacks is not wrong)."""
-    categories = _category_lookup(gt)
+    categories = category_lookup(gt)
     for i, rec in enumerate(records):
         where = f"record {i}"
         image_id = require(rec, "image_id", where, path)
@@ -98,7 +99,7 @@ def parse_coco_results(records: Any, gt: GroundTruth, path: str | Path = "<memor
         )
     if not records:
         return Detections.empty()
-    categories = _category_lookup(gt)
+    categories = category_lookup(gt)
     try:
         # Fast path: column extraction; any surprise falls back to a record-by-record check.
         n = len(records)
@@ -140,7 +141,7 @@ def drop_unknown_categories(records: Any, gt: GroundTruth) -> tuple[Any, dict[st
     record (a bool id, a missing field) is left for :func:`parse_coco_results` to report."""
     if not isinstance(records, list):
         return records, {}
-    categories = _category_lookup(gt)
+    categories = category_lookup(gt)
     kept: list[Any] = []
     dropped: dict[str, int] = {}
     for rec in records:

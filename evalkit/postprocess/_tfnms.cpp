@@ -23,12 +23,16 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include "../_bytes.h"
+
 #include <algorithm>
 #include <cstdint>
 #include <queue>
 #include <vector>
 
 namespace {
+
+using evalkit::Bytes;
 
 struct Candidate {
   int box_index;
@@ -176,15 +180,6 @@ bool Contiguous(Py_buffer& view, Py_ssize_t want, const char* name) {
     return false;
   }
   return true;
-}
-
-// A vector's bytes as a Python bytes object (an empty vector's data() may be null).
-template <typename V>
-PyObject* Bytes(const std::vector<V>& values) {
-  const Py_ssize_t size = static_cast<Py_ssize_t>(values.size() * sizeof(V));
-  PyObject* out = PyBytes_FromStringAndSize(nullptr, size);
-  if (out != nullptr && size > 0) std::copy_n(values.data(), values.size(), reinterpret_cast<V*>(PyBytes_AS_STRING(out)));
-  return out;
 }
 
 PyObject* Select(PyObject*, PyObject* args) {
