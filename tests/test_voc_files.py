@@ -226,3 +226,41 @@ def test_the_seeds_tell_the_two_rule_sets_apart() -> None:
         dets = _detections(rng, gt)
         differ += evaluate(gt, dets, "voc12").ap != evaluate(gt, dets, "voc12-pyfrcnn").ap
     assert differ >= 6
+
+
+def _own_classes_year(tmp_path: Path) -> Path:
+    year = tmp_path / "VOCshapes"
+    (year / "Annotations").mkdir(parents=True)
+    (year / "ImageSets" / "Main").mkdir(parents=True)
+    (year / "ImageSets" / "Main" / "val.txt").write_text("img1\n")
+    objects = "".join(
+        f"<object><name>{name}</name><difficult>0</difficult><bndbox><xmin>{x}</xmin>"
+        f"<ymin>{x}</ymin><xmax>{x + 20}</xmax><ymax>{x + 20}</ymax></bndbox></object>"
+        for name, x in (("circle", 10), ("square", 60))
+    )
+    (year / "Annotations" / "img1.xml").write_text(
+        "<annotation><filename>img1.jpg</filename><size><width>100</width>"
+        f"<height>100</height><depth>3</depth></size>{objects}</annotation>"
+    )
+    return year
+
+
+def test_cli_voc_directory_with_its_own_classes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    year = _own_classes_year(tmp_path)
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "comp4_det_val_circle.txt").write_text("img1 0.9 10 10 30 30\n")
+    (results / "comp4_det_val_square.txt").write_text("img1 0.8 10 10 30 30\n")  # wrong place
+    base = ["evaluate", "--gt", str(year), "--split", "val", "--dets", str(results)]
+    assert main([*base, "--classes", "circle,square", "--protocol", "voc12", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {c["name"]: c["AP"] for c in out["classes"]} == {"circle": 1.0, "square": 0.0}
+    assert main(base) == 2  # VOC's 20 classes do not name these objects
+    assert "circle" in capsys.readouterr().err
+    coco = tmp_path / "gt.json"
+    coco.write_text(json.dumps({"images": [], "annotations": [], "categories": []}))
+    argv = ["evaluate", "--gt", str(coco), "--dets", str(results), "--classes", "a"]
+    assert main(argv) == 2
+    assert "a class list is for a VOC year directory" in capsys.readouterr().err

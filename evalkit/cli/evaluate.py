@@ -43,6 +43,12 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--split", help="VOC split name (ImageSets/Main/SPLIT.txt)")
     parser.add_argument(
+        "--classes",
+        type=_words,
+        metavar="NAME,NAME,...",
+        help="a VOC-layout set's own class list, in category-id order (default: VOC's 20)",
+    )
+    parser.add_argument(
         "--dets",
         required=True,
         help="COCO results JSON file, or a directory of VOC devkit comp4_det_<split>_<class>.txt "
@@ -224,11 +230,11 @@ def run(args: argparse.Namespace) -> int:
         )
     dropped: dict[str, int] = {}
     if Path(args.dets).is_dir():  # VOC devkit results files
-        gt = load_ground_truth(args.gt, args.split)
+        gt = load_ground_truth(args.gt, args.split, args.classes)
         dets = read_comp4(args.dets, gt)
     else:  # the results file is read and parsed while the ground truth loads
         prefetched = ResultsPrefetch(args.dets)
-        gt = load_ground_truth(args.gt, args.split)
+        gt = load_ground_truth(args.gt, args.split, args.classes)
         dets, dropped = load_coco_results_counted(
             args.dets, gt, args.ignore_unknown_categories, prefetched
         )

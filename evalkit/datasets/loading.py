@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from evalkit.datasets.coco import load_coco_ground_truth
@@ -10,9 +11,16 @@ from evalkit.errors import InputError
 from evalkit.types import GroundTruth
 
 
-def load_ground_truth(path: str | Path, split: str | None = None) -> GroundTruth:
-    """A COCO instances JSON file, or a VOC year directory (``.../VOC2007``) with a split."""
+def load_ground_truth(
+    path: str | Path, split: str | None = None, classes: Sequence[str] | None = None
+) -> GroundTruth:
+    """A COCO instances JSON file, or a VOC year directory (``.../VOC2007``) with a split
+    and, for a VOC-layout set of other classes, its class list (default: VOC's 20)."""
     path = Path(path)
+    if classes is not None and not path.is_dir():
+        raise InputError(
+            "a class list is for a VOC year directory; COCO files name theirs", path=path
+        )
     if path.is_dir():
         if split is None:
             raise InputError(
@@ -22,7 +30,9 @@ def load_ground_truth(path: str | Path, split: str | None = None) -> GroundTruth
             raise InputError(
                 "expected a VOC year directory with Annotations/ and ImageSets/", path=path
             )
-        return load_voc_ground_truth(path, split)
+        if classes is None:
+            return load_voc_ground_truth(path, split)
+        return load_voc_ground_truth(path, split, classes)
     if not path.exists():
         raise InputError(
             "ground truth not found (expected a COCO JSON file or a VOC year directory)", path=path
