@@ -92,11 +92,12 @@ def _bits(values: Any) -> list[int]:
 
 
 def _general(text: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """What the general path makes of the numbers: json, then float64 as numpy converts."""
+    """What the general path makes of the numbers: json, then each one's float() (None when
+    a number is beyond a double, which the general path refuses)."""
     records = json.loads(text)
     try:
-        boxes = np.array([r["bbox"] for r in records], np.float64)
-        scores = np.array([r["score"] for r in records], np.float64)
+        boxes = np.array([[float(v) for v in r["bbox"]] for r in records], np.float64)
+        scores = np.array([float(r["score"]) for r in records], np.float64)
     except OverflowError:
         return None
     return boxes, scores
@@ -107,8 +108,13 @@ def test_adversarial_numbers_give_json_doubles(number: str) -> None:
     text = f"[{_record(bbox=f'[{number}, 1, 2, 3]', score=number)}]"
     columns = _results_json.columns(text.encode())
     expected = _general(text)
-    if columns is None:  # left to the general path: out of double range, or integer too long
-        assert expected is None or not np.isfinite(expected[0]).all() or float(number) == 0.0
+    if columns is None:  # left to the general path: beyond a double, or an underflow
+        assert (
+            expected is None
+            or not np.isfinite(expected[0]).all()
+            or expected[0][0, 0] == 0.0
+            or len(number) > 300  # from_chars leaves integers of 300+ digits to the general path
+        ), number
         return
     assert expected is not None
     boxes = np.frombuffer(columns[2], np.float64).reshape(-1, 4)

@@ -77,6 +77,16 @@ def _record_error(
     return InputError("unreadable records", path=path)
 
 
+def _floats(values: list[Any]) -> np.ndarray:
+    """float64 as Python's float() converts each value: numpy refuses an integer beyond
+    int64 (a JSON integer of 20+ digits) that float() rounds like any other number."""
+    try:
+        return np.array(values, dtype=np.float64)
+    except OverflowError:
+        rows = [[float(v) for v in row] if isinstance(row, list) else float(row) for row in values]
+        return np.array(rows, dtype=np.float64)
+
+
 def _all_numbers(records: Sequence[Any]) -> bool:
     """Every score and bbox value a real number, not a bool or text. The types present are
     collected first (a JSON parser gives int and float), so the per-value check runs only
@@ -108,8 +118,8 @@ def parse_coco_results(records: Any, gt: GroundTruth, path: str | Path = "<memor
         category_index = np.fromiter(
             (categories.get(r["category_id"], -1) for r in records), np.int64, n
         )
-        boxes = np.array([r["bbox"] for r in records], dtype=np.float64)
-        scores = np.array([r["score"] for r in records], dtype=np.float64)
+        boxes = _floats([r["bbox"] for r in records])
+        scores = _floats([r["score"] for r in records])
         ok = (
             boxes.shape == (n, 4)
             and bool(np.all(image_index >= 0))
