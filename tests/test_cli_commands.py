@@ -45,8 +45,8 @@ def test_the_command_is_the_first_argument_that_is_not_an_option(
 def test_evaluate_does_not_import_what_other_commands_need() -> None:
     code = (
         "import sys\n"
-        "from evalkit.cli import build_parser\n"
-        "build_parser('evaluate').parse_args(['evaluate', '--gt', 'g', '--dets', 'd'])\n"
+        "from evalkit.cli import main\n"
+        "assert main(['evaluate', '--gt', 'missing.json', '--dets', 'd.json']) == 2\n"
         "heavy = ('evalkit.pipeline', 'evalkit.bench', 'evalkit.runners', 'onnxruntime', "
         "'torch', 'cv2', 'yaml')\n"
         "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
@@ -63,3 +63,18 @@ def test_a_typo_still_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> 
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "invalid choice: 'evalute'" in err and "evaluate" in err
+
+
+def test_other_commands_import_every_command_first() -> None:
+    """Only the commands in LAZY_COMMANDS start with their own module alone."""
+    from evalkit.cli import LAZY_COMMANDS
+
+    assert frozenset({"evaluate"}) == LAZY_COMMANDS
+    code = (
+        "import sys\n"
+        "from evalkit.cli import main\n"
+        "assert main(['references']) == 0\n"
+        "print('evalkit.cli.bench' in sys.modules and 'evalkit.cli.run' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "True"
