@@ -153,3 +153,21 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert len(out["matrix"]) == size and all(len(r) == size for r in out["matrix"])
     assert main(argv) == 0
     assert "confusion (IoU >= 0.5, score >= 0.4)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--confusion", "1.5"], "--confusion: a score threshold in [0, 1], got 1.5"),
+        (["--thresholds", "0.5,2"], "score thresholds in [0, 1] expected"),
+        (["--per-image", "--protocol", "voc12"], "available with --protocol coco only"),
+    ],
+)
+def test_bad_analysis_flags_exit_2(
+    flags: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, _, gt_path, dets_path = write_workload(tmp_path, 2)
+    argv = ["evaluate", "--gt", str(gt_path), "--dets", str(dets_path), *flags]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

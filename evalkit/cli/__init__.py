@@ -70,8 +70,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 # end-to-end time is measured against hotcoco). The others import every command module first,
 # as before: with a late first import of their heavy modules, a handled Ctrl-C during
 # `evalkit run` under load sometimes ended as a SIGINT death instead of exit status 130
-# (tests/test_no_silent_wrong.py; 4 in 28 runs under load, none in 44 with everything imported
-# first; the cause was not found).
+# (tests/test_no_silent_wrong.py under CPU load: 1 in 12 runs, none in 30 with everything
+# imported first; the cause was not found).
 LAZY_COMMANDS = frozenset({"evaluate"})
 
 

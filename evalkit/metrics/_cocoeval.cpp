@@ -23,10 +23,10 @@
 //         with use_cats, else 1. Images and categories are given as ranks (0..n-1 in the order
 //         pycocotools evaluates them); g_real is 0 for a ground truth whose id is 0 (a match
 //         to it counts as none in accumulate(), as pycocotools tests stored ids for truth).
-//         With want_slots, four more: slot_det i64 (each evaluated detection, as an index
-//         into the d_ arrays, in accumulate() order), slot_rank i64 (its place in its
-//         image's score order), flags u8 (A*T per slot: 1 true positive, 2 ignored, 0 false
-//         positive) and cat_start i64 (K+1: each category's range of slots).
+//         With want_slots, three more: slot_det i64 (each evaluated detection, as an index
+//         into the d_ arrays, in accumulate() order), flags u8 (A*T per slot: 1 true
+//         positive, 2 ignored, 0 false positive) and cat_start i64 (K+1: each category's
+//         range of slots).
 //   count_duplicates(img i64[D], cat i64[D], box f64[D*4], score f64[D]) -> int: rows equal
 //         to an earlier row (-0.0 equal to 0.0, as numpy.unique compares).
 #define PY_SSIZE_T_CLEAN
@@ -82,9 +82,9 @@ struct Problem {
 struct Result {
   std::vector<double> precision, recall;
   std::vector<i64> tp, fp, num_gt, num_det;
-  // With want_slots: every kept detection in accumulate() order, its rank in its image,
-  // its flags (A*T per slot), and each evaluated category's range of slots.
-  std::vector<i64> slot_det, slot_rank, cat_start;
+  // With want_slots: every kept detection in accumulate() order, its flags (A*T per slot),
+  // and each evaluated category's range of slots.
+  std::vector<i64> slot_det, cat_start;
   std::vector<std::uint8_t> flags;
 };
 
@@ -465,10 +465,7 @@ void Run(const Problem& p, int workers, bool want_slots, Result& out) {
   Match(p, layout, workers, out.flags, out.num_gt);
   Accumulate(p, layout, out.flags, K_eval, E, workers, out);
   if (want_slots) {
-    for (const Slot& slot : layout.slots) {
-      out.slot_det.push_back(slot.det);
-      out.slot_rank.push_back(slot.rank);
-    }
+    for (const Slot& slot : layout.slots) out.slot_det.push_back(slot.det);
     out.cat_start = layout.cat_start;
   } else {
     std::vector<std::uint8_t>().swap(out.flags);
@@ -546,10 +543,9 @@ PyObject* Evaluate(PyObject*, PyObject* args) {
   Py_END_ALLOW_THREADS;
   if (no_memory) return PyErr_NoMemory();
   if (want_slots) {
-    return Py_BuildValue("(NNNNNNNNNN)", Bytes(out.precision), Bytes(out.recall), Bytes(out.tp),
+    return Py_BuildValue("(NNNNNNNNN)", Bytes(out.precision), Bytes(out.recall), Bytes(out.tp),
                          Bytes(out.fp), Bytes(out.num_gt), Bytes(out.num_det),
-                         Bytes(out.slot_det), Bytes(out.slot_rank), Bytes(out.flags),
-                         Bytes(out.cat_start));
+                         Bytes(out.slot_det), Bytes(out.flags), Bytes(out.cat_start));
   }
   return Py_BuildValue("(NNNNNN)", Bytes(out.precision), Bytes(out.recall), Bytes(out.tp),
                        Bytes(out.fp), Bytes(out.num_gt), Bytes(out.num_det));

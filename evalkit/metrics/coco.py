@@ -91,7 +91,6 @@ class Slots:
     0 false positive; column ``a * T + t``), ``category_start`` (K+1) each category's range."""
 
     det: IntArray
-    rank: IntArray
     flags: npt.NDArray[np.uint8]
     category_start: IntArray
 
@@ -168,10 +167,9 @@ def _run(
     if not want_slots:
         return arrays, None
     kept = np.arange(len(dets.scores))[d_keep]  # slot_det indexes the detections passed
-    slot_det, slot_rank, flags, start = raw[6:]
+    slot_det, flags, start = raw[6:]
     slots = Slots(
         det=kept[np.frombuffer(slot_det, np.int64)],
-        rank=np.frombuffer(slot_rank, np.int64),
         flags=np.frombuffer(flags, np.uint8).reshape(-1, num_t * num_a),
         category_start=np.frombuffer(start, np.int64),
     )

@@ -20,20 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from evalkit.metrics.iou import iou_coco_xywh
 from evalkit.metrics.pairs import pairs_by_key
 from evalkit.types import Detections, GroundTruth, IntArray
-
-
-def _iou_pairs(det_xywh: np.ndarray, gt_xywh: np.ndarray, crowd: np.ndarray) -> np.ndarray:
-    """pycocotools' bbIou on paired rows (a crowd's union is the detection's area)."""
-    dx, dy, dw, dh = det_xywh.T
-    gx, gy, gw, gh = gt_xywh.T
-    w = np.minimum(dw + dx, gw + gx) - np.maximum(dx, gx)
-    h = np.minimum(dh + dy, gh + gy) - np.maximum(dy, gy)
-    overlap = (w > 0) & (h > 0)
-    inter = np.where(overlap, w * h, 0.0)
-    union = np.where(crowd, dw * dh, dw * dh + gw * gh - inter)
-    return np.divide(inter, union, out=np.zeros(inter.shape), where=overlap)
 
 
 @dataclass(frozen=True)
@@ -100,7 +89,9 @@ def confusion_matrix(
     ignored = gt.iscrowd | gt.difficult
     pairs = pairs_by_key(dets.image_index[kept], gt.image_index)
     det_rows, gt_rows = kept[pairs.det], pairs.gt
-    iou = _iou_pairs(dets.boxes_xywh_px[det_rows], gt.boxes_xywh_px[gt_rows], gt.iscrowd[gt_rows])
+    iou = iou_coco_xywh(
+        dets.boxes_xywh_px[det_rows], gt.boxes_xywh_px[gt_rows], gt.iscrowd[gt_rows]
+    )
     close = iou >= iou_threshold
     regular = close & ~ignored[gt_rows]
     d, g, v = det_rows[regular], gt_rows[regular], iou[regular]

@@ -1,4 +1,5 @@
-"""IoU of box pairs under the VOC and zoo conventions (pycocotools' is in the compiled core).
+"""IoU of box pairs under the three conventions the protocols need (the coco protocol's
+compiled core has its own copy of pycocotools' rule, in C++).
 
 Every function works element-wise on paired rows (``a[i]`` with ``b[i]``), so callers build
 the candidate pairs once (see :mod:`evalkit.metrics.pairs`) and get one vectorised pass.
@@ -8,7 +9,23 @@ from __future__ import annotations
 
 import numpy as np
 
-from evalkit.types import FloatArray
+from evalkit.types import BoolArray, FloatArray
+
+
+def iou_coco_xywh(det_xywh: FloatArray, gt_xywh: FloatArray, gt_crowd: BoolArray) -> FloatArray:
+    """pycocotools' ``bbIou`` on paired rows: no +1, a crowd ground truth's union is the
+    detection's own area. Operation order follows maskApi.c so results are bit-identical."""
+    dx, dy, dw, dh = det_xywh.T
+    gx, gy, gw, gh = gt_xywh.T
+    w = np.minimum(dw + dx, gw + gx) - np.maximum(dx, gx)
+    h = np.minimum(dh + dy, gh + gy) - np.maximum(dy, gy)
+    overlap = (w > 0) & (h > 0)
+    inter = np.where(overlap, w * h, 0.0)
+    det_area = dw * dh
+    union = np.where(gt_crowd, det_area, det_area + gw * gh - inter)
+    out = np.zeros(inter.shape, np.float64)
+    np.divide(inter, union, out=out, where=overlap)
+    return out
 
 
 def iou_voc_xyxy(det_xyxy: FloatArray, gt_xyxy: FloatArray) -> FloatArray:
