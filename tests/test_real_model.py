@@ -16,6 +16,8 @@ from pycocotools.cocoeval import COCOeval
 from evalkit.datasets.classes import map_classes
 from evalkit.datasets.dataset import Dataset, open_coco
 from evalkit.metrics import evaluate, write_coco_results
+from evalkit.metrics.results_file import load_coco_results
+from evalkit.metrics.tide import tide_breakdown
 from evalkit.pipeline.cache import PredictionCache
 from evalkit.pipeline.predict import Predictions, predict
 from evalkit.postprocess.assemble import to_detections
@@ -70,6 +72,32 @@ def test_pycocotools_scores_the_same_detections_identically(
     assert ours.stats is not None
     np.testing.assert_allclose(ours.stats, cocoeval.stats, rtol=0, atol=1e-12)
     assert abs(ours.ap - cocoeval.stats[1]) <= 1e-12
+
+
+def test_tide_breakdown_equals_tidecv_on_the_real_model(
+    float_run: tuple[Predictions, Detections], coco128: Dataset, tmp_path: Path
+) -> None:
+    """tidecv reads the annotation file and the results file with its own COCO loaders;
+    evalkit reads the same two files; the breakdowns are identical."""
+    from tidecv import TIDE
+    from tidecv import datasets as tide_datasets
+
+    _, dets = float_run
+    results = tmp_path / "detections.json"
+    write_coco_results(results, coco128.ground_truth, dets)
+    ann = Path(coco128.image_dir).parent / "annotations" / "instances_train2017.json"
+    tide = TIDE()
+    run = tide.evaluate(
+        tide_datasets.COCO(str(ann)), tide_datasets.COCOResult(str(results)), mode=TIDE.BOX
+    )
+    (main,) = tide.get_main_errors().values()
+    (special,) = tide.get_special_errors().values()
+    ours = tide_breakdown(coco128.ground_truth, load_coco_results(results, coco128.ground_truth))
+    assert ours.ap == run.ap
+    assert ours.delta_ap == main
+    assert ours.special == special
+    assert ours.counts == {k.short_name: v for k, v in run.count_errors().items()}
+    assert sum(ours.counts.values()) > 1000  # a real breakdown, not an empty one
 
 
 @pytest.mark.parametrize("protocol", ["coco", "st", "voc07", "voc12"])

@@ -15,9 +15,13 @@ from pycocotools.cocoeval import COCOeval
 
 from evalkit.api import run
 from evalkit.cli import main
+from evalkit.datasets.dataset import open_coco
 from evalkit.errors import InputError, RunInterrupted
+from evalkit.metrics.analysis import AnalysisSettings, analyse, analysis_difference
+from evalkit.metrics.results_file import load_coco_results
 from evalkit.pipeline import together as together_module
 from evalkit.pipeline.config import describe_fields, load_config
+from evalkit.pipeline.inputs import limited
 from evalkit.pipeline.result import load_result
 
 LIMIT = 12
@@ -60,9 +64,34 @@ def finished(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     return out
 
 
+def test_each_variant_records_its_analyses(shared_dir: Path, finished: Path) -> None:
+    """Operating points, confusion and TIDE per variant, equal to the analyses of the
+    variant's own detections file; the report shows them and the float -> int8 change."""
+    record = load_result(finished)
+    data = shared_dir / "data" / "coco128"
+    dataset = open_coco(data / "annotations" / "instances_train2017.json", data / "images")
+    gt = limited(dataset, LIMIT).ground_truth
+    for name, variant in record.variants.items():
+        assert variant.analysis is not None
+        assert variant.timings is not None and variant.timings.analysis_s is not None
+        dets = load_coco_results(finished / variant.detections, gt)
+        again = json.loads(json.dumps(analyse(gt, dets, AnalysisSettings()).to_dict()))
+        assert variant.analysis == again, name
+        assert variant.analysis["tide"]["counts"]["Bkg"] > 0
+    float_, int8 = (record.variants[v].analysis for v in ("float", "int8"))
+    assert float_ is not None and int8 is not None
+    change = analysis_difference(float_, int8)
+    assert set(change["operating_points"]["at"]) == {"0.3", "0.5"}
+    html = (finished / "report.html").read_text()
+    for heading in ("Errors and operating points", "TIDE error breakdown", "F1"):
+        assert heading in html
+    for png in ("f1_curves.png", "tide_bars.png", "confusion.png"):
+        assert (finished / png).is_file()
+
+
 def test_outputs_follow_the_contract(finished: Path) -> None:
     record = load_result(finished)
-    assert record.schema_version == 2
+    assert record.schema_version == 3
     assert set(record.variants) == {"float", "int8"}
     written = json.loads((finished / "result.json").read_text())  # the file's own contract
     assert written == record.to_dict()

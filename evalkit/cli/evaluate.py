@@ -14,6 +14,7 @@ from evalkit.cli.render import (
     render_eval_result,
     render_operating_points,
     render_per_image,
+    render_tide,
 )
 from evalkit.datasets.loading import load_ground_truth
 from evalkit.errors import InputError
@@ -26,6 +27,7 @@ from evalkit.metrics.results_file import (
     exact_duplicates,
     load_coco_results_counted,
 )
+from evalkit.metrics.tide import TideParams, tide_breakdown
 from evalkit.metrics.voc_files import read_comp4, write_comp4
 
 T = TypeVar("T")
@@ -140,6 +142,19 @@ def add_parser(subparsers: Any) -> None:
         "their class (rules: evalkit/metrics/confusion.py)",
     )
     points.add_argument(
+        "--tide",
+        action="store_true",
+        help="TIDE error breakdown (the AP each kind of error costs; equal to the tidecv "
+        "package) at --iou, any protocol (rules: evalkit/metrics/tide.py)",
+    )
+    points.add_argument(
+        "--tide-background",
+        type=float,
+        default=0.1,
+        metavar="IOU",
+        help="TIDE's background IoU (default 0.1)",
+    )
+    points.add_argument(
         "--per-image",
         action="store_true",
         help="per image: ground truths that count, true and false positives (coco matching)",
@@ -223,6 +238,7 @@ def match_iou(args: argparse.Namespace, params: CocoParams | None) -> float:
 
 def run(args: argparse.Namespace) -> int:
     params = coco_params(args)  # a bad flag is reported before any file is read
+    tide_params = TideParams(match_iou(args, params), args.tide_background) if args.tide else None
     want_points = args.operating_points or args.thresholds is not None
     if (want_points or args.per_image) and args.protocol != "coco":
         raise InputError(
@@ -273,6 +289,7 @@ def run(args: argparse.Namespace) -> int:
         if not 0.0 <= args.confusion <= 1.0:
             raise InputError(f"--confusion: a score threshold in [0, 1], got {args.confusion}")
         confusion = confusion_matrix(gt, dets, result.iou, args.confusion)
+    tide = None if tide_params is None else tide_breakdown(gt, dets, tide_params)
     per_image = None
     if args.per_image:
         per_image = coco_per_image(gt, dets, result.iou, params or DEFAULT_PARAMS)
@@ -284,6 +301,8 @@ def run(args: argparse.Namespace) -> int:
             extra["per_image"] = per_image
         if confusion is not None:
             extra["confusion"] = confusion.to_dict()
+        if tide is not None:
+            extra["tide"] = tide.to_dict()
         if args.ignore_unknown_categories:
             extra["dropped_unknown_categories"] = dropped
         print(json.dumps({**result.to_dict(), **extra}, indent=2))
@@ -298,4 +317,7 @@ def run(args: argparse.Namespace) -> int:
         if confusion is not None:
             print()
             print(render_confusion(confusion))
+        if tide is not None:
+            print()
+            print(render_tide(tide))
     return 0

@@ -7,6 +7,7 @@ from typing import Any
 
 from evalkit.metrics.confusion import ConfusionMatrix
 from evalkit.metrics.operating_points import Curve, OperatingPoint, OperatingPoints
+from evalkit.metrics.tide import MAIN_ERRORS, SPECIAL_ERRORS, TideBreakdown
 from evalkit.types import EvalResult
 
 _COCO_LINES = (
@@ -140,3 +141,18 @@ def render_confusion(cm: ConfusionMatrix) -> str:
         parts += ["", "largest confusions (true -> predicted):"]
         parts += [f"  {true} -> {predicted}: {count}" for true, predicted, count in top]
     return "\n".join(parts)
+
+
+def render_tide(t: TideBreakdown) -> str:
+    """TIDE's AP, then per kind of error: the AP fixing it gains, and how many there were."""
+    p = t.params
+    rows = [[k, f"{t.delta_ap[k]:.2f}", str(t.counts[k])] for k in MAIN_ERRORS]
+    rows += [[k, f"{t.special[k]:.2f}", ""] for k in SPECIAL_ERRORS]
+    return "\n".join(
+        [
+            f"TIDE error breakdown (IoU {p.pos_threshold:g}, background {p.background_threshold:g},"
+            f" {p.max_dets} detections per image): TIDE AP {t.ap:.2f}",
+            "",
+            table(["error", "dAP (points)", "count"], rows),
+        ]
+    )

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from evalkit.datasets.classes import CLASS_PRESETS
 from evalkit.datasets.dataset import DATASETS
 from evalkit.errors import InputError
+from evalkit.metrics.analysis import AnalysisSettings
 from evalkit.metrics.protocol import DEFAULT_PROTOCOLS
 from evalkit.pipeline import typed_yaml
 from evalkit.pipeline.executors import EXECUTORS, ExecutorConfig
@@ -121,6 +122,26 @@ class LatencyConfig:
 
 
 @dataclass(frozen=True)
+class AnalysisConfig:
+    """The analyses recorded per variant (pycocotools' matching; evalkit.metrics.analysis)."""
+
+    enabled: bool = field(
+        default=True, metadata={"help": "operating points, confusion matrix and TIDE breakdown"}
+    )
+    iou: float = field(default=0.5, metadata={"help": "matching IoU of the three analyses"})
+    thresholds: list[float] = field(
+        default_factory=lambda: [0.3, 0.5],
+        metadata={"help": "score thresholds the device may use: precision/recall/F1 at each"},
+    )
+    confusion_score: float = field(
+        default=0.5, metadata={"help": "score threshold of the confusion matrix"}
+    )
+    tide_background: float = field(
+        default=0.1, metadata={"help": "TIDE's background IoU (its foreground is iou)"}
+    )
+
+
+@dataclass(frozen=True)
 class ReferenceConfig:
     """The published figures this run is compared with (evalkit references)."""
 
@@ -161,6 +182,7 @@ class RunConfig:
         metadata={"help": "images per inference call (default: 32 under profile zoo, else 1)"},
     )
     latency: LatencyConfig = field(default_factory=LatencyConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     reference: ReferenceConfig | None = field(
         default=None, metadata={"help": "published figures to compare with"}
@@ -216,6 +238,7 @@ def check_values(config: RunConfig, source: str) -> None:
             record="nms.score_threshold",
         )
     _check_executor(config.executor, source)
+    _check_analysis(config.analysis, source)
     if config.latency.runs < 0 or config.latency.warmup < 0:
         raise InputError(
             "expected counts >= 0", path=source, record="latency.runs / latency.warmup"
@@ -235,6 +258,25 @@ def check_values(config: RunConfig, source: str) -> None:
             _known("decoder", variant.decoder, decoders, source, f"variants.{name}.decoder")
     check_quantize_sources(config.variants, source)
     _known_protocols(config.protocols, source)
+
+
+def analysis_settings(config: AnalysisConfig) -> AnalysisSettings | None:
+    """The settings of the recorded analyses; None when they are switched off."""
+    if not config.enabled:
+        return None
+    return AnalysisSettings(
+        iou=config.iou,
+        thresholds=tuple(config.thresholds),
+        confusion_score=config.confusion_score,
+        tide_background=config.tide_background,
+    )
+
+
+def _check_analysis(config: AnalysisConfig, source: str) -> None:
+    try:
+        analysis_settings(config)
+    except InputError as e:
+        raise InputError(e.problem, path=source, record="analysis") from None
 
 
 def _check_executor(executor: ExecutorConfig, source: str) -> None:

@@ -22,7 +22,7 @@ from evalkit.datasets.dataset import Dataset, SkippedImage, bad_images_error, wi
 from evalkit.errors import InputError, RunInterrupted
 from evalkit.fingerprint import dataset_fingerprint, split_of
 from evalkit.hashing import file_sha256
-from evalkit.pipeline.config import RunConfig, resolved_profile
+from evalkit.pipeline.config import RunConfig, analysis_settings, resolved_profile
 from evalkit.pipeline.executors import open_executor
 from evalkit.pipeline.inputs import limited, open_dataset, with_decoded_sizes
 from evalkit.pipeline.lock import FolderLock
@@ -182,7 +182,15 @@ def _evaluate(
     scored = ScoredSet(evaluated.ground_truth, decoded, keep, position)
     variants = {
         name: score_variant(
-            name, v.record, v.predictions, v.mapping, scored, config.protocols, stage, log
+            name,
+            v.record,
+            v.predictions,
+            v.mapping,
+            scored,
+            config.protocols,
+            stage,
+            log,
+            analysis_settings(config.analysis),
         )
         for name, v in found.items()
     }

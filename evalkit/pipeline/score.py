@@ -17,6 +17,7 @@ import numpy.typing as npt
 from evalkit.datasets.classes import ClassMapping, map_classes
 from evalkit.datasets.dataset import Dataset
 from evalkit.metrics import DEFAULT_PROTOCOLS, PROTOCOLS, evaluate, write_coco_results
+from evalkit.metrics.analysis import AnalysisSettings, analyse
 from evalkit.metrics.interpolation import COCO_RECALL_THRESHOLDS, precision_at_recall_grid
 from evalkit.metrics.results_file import exact_duplicates
 from evalkit.pipeline.predict import Predictions, predict
@@ -74,9 +75,11 @@ def score_variant(
     protocols: Sequence[str],
     stage: Path,
     log: Callable[[str], None],
+    analysis: AnalysisSettings | None = None,
 ) -> VariantRecord:
     """One variant's detections on the scored set, written beside the record (COCO results
-    format), scored under every protocol; its record completed with the results."""
+    format), scored under every protocol and (unless ``analysis`` is None) analysed; its
+    record completed with the results."""
     kept = [k for k, i in enumerate(predictions.image_indices) if scored.keep[i]]
     gt = scored.annotated
     dets = to_detections(
@@ -91,13 +94,27 @@ def score_variant(
     for p in protocols:
         truth = scored.decoded if PROTOCOLS.get(p).image_sizes == "decoded" else gt
         results[p] = protocol_result(evaluate(truth, dets, protocol=p))
-    timings = replace(record.timings or Timings(), metrics_s=time.perf_counter() - t0)
+    metrics_s = time.perf_counter() - t0
+    analysed = None
+    if analysis is not None:
+        analysed = analyse(gt, dets, analysis).to_dict()
+    timings = replace(
+        record.timings or Timings(),
+        metrics_s=metrics_s,
+        analysis_s=None if analysed is None else time.perf_counter() - t0 - metrics_s,
+    )
     duplicates = exact_duplicates(dets)
     if duplicates:
         log(f"[{name}] warning: {duplicates} detection(s) exactly repeat another one")
     summary = ", ".join(f"{p} {100 * r.ap50:.2f}" for p, r in results.items())
     log(f"[{name}] AP50: {summary}")
-    return replace(record, timings=timings, duplicate_detections=duplicates, protocols=results)
+    return replace(
+        record,
+        timings=timings,
+        duplicate_detections=duplicates,
+        protocols=results,
+        analysis=analysed,
+    )
 
 
 def evaluate_runner(

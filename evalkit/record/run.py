@@ -14,10 +14,12 @@ from evalkit.record.variant import ProtocolResult, VariantRecord
 Profile = Literal["zoo", "plain"]
 PROFILES: tuple[Profile, ...] = ("zoo", "plain")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Version 1 differs only in having no fingerprint: such a run is read, and check/compare
-# treat it as comparable with nothing (see evalkit.comparable).
-READABLE_VERSIONS = (1, 2)
+# treat it as comparable with nothing (see evalkit.comparable). Version 2 has no per-variant
+# ``analysis`` (operating points, confusion, TIDE) nor ``timings.analysis_s``: read, and the
+# report says the analyses are missing.
+READABLE_VERSIONS = (1, 2, 3)
 KIND = "evalkit.run"
 
 

@@ -191,11 +191,12 @@ class Timings:
     changed_images: int | None = None
     images_per_s: float | None = None
     metrics_s: float | None = None
+    analysis_s: float | None = None
     extra: Json = field(default_factory=dict)
 
     KEYS = (
         "decode_s", "preprocess_s", "inference_s", "postprocess_s", "wall_s", "images",
-        "cached_images", "changed_images", "images_per_s", "metrics_s",
+        "cached_images", "changed_images", "images_per_s", "metrics_s", "analysis_s",
     )  # fmt: skip
 
     @classmethod
@@ -204,7 +205,9 @@ class Timings:
         return cls(**values, extra=f.rest())
 
     def to_dict(self) -> Json:
-        return {**{key: getattr(self, key) for key in self.KEYS}, **self.extra}
+        out = {key: getattr(self, key) for key in self.KEYS if key != "analysis_s"}
+        put(out, "analysis_s", self.analysis_s)  # schema 3 on, when analysed
+        return {**out, **self.extra}
 
 
 @dataclass(frozen=True)
@@ -276,6 +279,30 @@ class Latency:
         return self.data
 
 
+# What a report reads of an analysis; a record missing one is refused, naming it.
+_ANALYSIS_PARTS = {
+    "operating_points": ("thresholds", "overall", "overall_curve"),
+    "confusion": ("labels", "matrix", "score_threshold"),
+    "tide": ("ap", "delta_ap", "counts"),
+}
+
+
+def _analysis(f: Fields) -> Json | None:
+    data = f.json("analysis")
+    if data is None:
+        return None
+    for part, keys in _ANALYSIS_PARTS.items():
+        value = data.get(part)
+        if not isinstance(value, dict):
+            raise InputError(
+                f"expected an object, got {value!r}", path=f.path, record=f.at(f"analysis.{part}")
+            )
+        for key in keys:
+            if value.get(key) is None:
+                raise InputError("missing", path=f.path, record=f.at(f"analysis.{part}.{key}"))
+    return data
+
+
 @dataclass(frozen=True)
 class VariantRecord:
     """Everything one variant of a run produced, and how."""
@@ -296,6 +323,8 @@ class VariantRecord:
     memory: Json | None = None  # evalkit.bench.memory, without the per-node curve
     onboard: Json | None = None  # evalkit.bench.stedgeai figures; None without a report
     duplicate_detections: int | None = None
+    # evalkit.metrics.analysis (operating points, confusion, TIDE); schema 3 on, else None.
+    analysis: Json | None = None
     extra: Json = field(default_factory=dict)
 
     @classmethod
@@ -324,6 +353,7 @@ class VariantRecord:
             memory=f.json("memory"),
             onboard=f.json("onboard"),
             duplicate_detections=f.number("duplicate_detections"),
+            analysis=_analysis(f),
             extra=f.rest(),
         )
 
@@ -346,6 +376,7 @@ class VariantRecord:
             "duplicate_detections": self.duplicate_detections,
             "protocols": {p: r.to_dict() for p, r in self.protocols.items()},
         }
+        put(out, "analysis", self.analysis)  # schema 3 on
         return {**out, **self.extra}
 
     @property

@@ -11,8 +11,10 @@ from pathlib import Path
 
 from evalkit.record import ModelFile, RunRecord, VariantRecord
 from evalkit.references import DatasetReference, reference_for
+from evalkit.reports.analysis_plots import ANALYSIS_PLOTS
+from evalkit.reports.analysis_tables import ANALYSIS_TABLES
 from evalkit.reports.html import Section, html_document, markdown_document
-from evalkit.reports.plots import Plot, render_plots
+from evalkit.reports.plots import PLOTTERS, Plot, render_plots
 from evalkit.reports.tables import (
     PUBLISHED,
     Table,
@@ -178,6 +180,19 @@ def sections(tables: dict[str, Table], plots: dict[str, Plot]) -> tuple[Section,
             ),
         ),
         Section(
+            "Errors and operating points",
+            "Which errors each variant makes and how it behaves at the score threshold a "
+            "device would use; for int8 vs float: which errors quantization added.",
+            (
+                tables["operating_points"],
+                plots["f1_curves"],
+                tables["tide"],
+                plots["tide_bars"],
+                tables["confusions"],
+                plots["confusion"],
+            ),
+        ),
+        Section(
             "Model size and host latency",
             "Measured in this run on the host CPU; the STM32N6 figures follow.",
             (tables["model_size"], tables["host_latency"], plots["latency"]),
@@ -202,8 +217,9 @@ def render_report(
         "verdict": verdict_table(record, reference),
         "run": run_info(record, reference),
         **build_tables(record, reference),
+        **{t.name: t for t in (build(record, reference) for build in ANALYSIS_TABLES)},
     }
-    plots = render_plots(record, reference, out)
+    plots = render_plots(record, reference, out, (*PLOTTERS, *ANALYSIS_PLOTS))
     csv = []
     for table in tables.values():
         path = out / f"{table.name}.csv"

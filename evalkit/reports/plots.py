@@ -277,11 +277,18 @@ PLOTTERS: Sequence[Callable[[RunRecord, DatasetReference | None, Path], Plot]] =
 )
 
 
+Plotter = Callable[[RunRecord, DatasetReference | None, Path], Plot]
+
+
 def render_plots(
-    record: RunRecord, reference: DatasetReference | None, out_dir: Path
+    record: RunRecord,
+    reference: DatasetReference | None,
+    out_dir: Path,
+    plotters: Sequence[Plotter] | None = None,
 ) -> dict[str, Plot]:
-    """Every figure by name; those the run has no data for come back without a file."""
+    """Every figure by name (``plotters``, default :data:`PLOTTERS`); those the run has no
+    data for come back without a file."""
     # Class and variant names are data: a "$" in one must not switch on mathtext.
     with matplotlib.rc_context({"text.parse_math": False}):
-        plots = [plot(record, reference, out_dir) for plot in PLOTTERS]
+        plots = [plot(record, reference, out_dir) for plot in plotters or PLOTTERS]
     return {p.name: p for p in plots}

@@ -1,0 +1,352 @@
+"""The TIDE error breakdown (Bolya et al., "TIDE: A General Toolbox for Identifying Object
+Detection Errors", ECCV 2020): how much AP each kind of error costs, as the AP gained by
+fixing only that kind. The rules below are the paper's, made concrete the way the authors'
+package ``tidecv`` 1.0.1 makes them, so that evalkit's numbers equal its numbers
+(``tests/test_tide.py`` compares them on randomized inputs, ties included).
+
+Matching, per image (images in the ground truth's order):
+
+* the image's detections are taken by descending score (equal scores keep their row order)
+  and cut at ``max_dets`` (over all classes, not per class);
+* each detection in turn takes, among the image's ground truths of its class that are still
+  free, the one of highest IoU (pycocotools' box IoU; the first on a tie); it is a true
+  positive when that IoU is ``>= pos_threshold`` (the foreground threshold t_f);
+* a detection left unmatched that overlaps an ignored region of its class (a crowd, IoU over
+  the detection's own area; a VOC "difficult" object, plain IoU) by more than t_f is ignored:
+  it is in no AP, but it still gets an error below, as in tidecv.
+
+Every unmatched detection gets the first error whose test passes, in this order (t_b is the
+background threshold): no ground truth in the image: background; max IoU with a ground truth
+of its class (free or not) in ``[t_b, t_f]``: localisation; max IoU with a ground truth of
+another class ``>= t_f``: classification; max IoU with a matched ground truth of its class
+``>= t_f``: duplicate; max IoU with any ground truth ``<= t_b``: background; otherwise both
+(wrong class and poorly localised). A ground truth left unmatched is missed unless some
+classification or localisation error points at it.
+
+Fixing a kind: a classification error becomes a true positive of the ground truth's class,
+a localisation error a true positive of its own class, but only the highest-scoring such
+error per ground truth (the others, and those pointing at an already matched ground truth,
+are removed); duplicate, background and both errors are removed; a missed ground truth no
+longer counts. The special errors: false positive (every error scored below every true
+positive) and false negative (every unmatched ground truth uncounted).
+
+AP is TIDE's own: per class, precision made non-increasing, read at the 101 recalls
+0, 0.01, ..., 1 at the first point reaching each (0 beyond the last), averaged, times 100;
+mAP is the mean over the classes with a ground truth or a detection. It is not pycocotools'
+AP50 (different matching ties, no per-class maxDets, classes with detections but no ground
+truth count as 0), so both are shown. The breakdown's AP, like tidecv's, rebuilds each class
+list with the errors first, which can move a tie: an error's delta is ``max(fixed - base, 0)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from evalkit.errors import InputError
+from evalkit.metrics.iou import iou_coco_xywh
+from evalkit.types import BoolArray, Detections, FloatArray, GroundTruth, IntArray
+
+# tidecv's order and short names.
+MAIN_ERRORS: tuple[str, ...] = ("Cls", "Loc", "Both", "Dupe", "Bkg", "Miss")
+SPECIAL_ERRORS: tuple[str, ...] = ("FalsePos", "FalseNeg")
+_CLS, _LOC, _BOTH, _DUPE, _BKG, _MISS = range(6)
+_RECALLS = np.array([i / 100 for i in range(101)])
+
+
+@dataclass(frozen=True)
+class TideParams:
+    pos_threshold: float = 0.5
+    background_threshold: float = 0.1
+    max_dets: int = 100
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.pos_threshold <= 1.0:
+            raise InputError(
+                f"TIDE: the foreground IoU must be in (0, 1], got {self.pos_threshold}"
+            )
+        if not 0.0 <= self.background_threshold <= self.pos_threshold:
+            raise InputError(
+                "TIDE: the background IoU must be in [0, foreground IoU], "
+                f"got {self.background_threshold}"
+            )
+        if self.max_dets < 1:
+            raise InputError(f"TIDE: max_dets must be >= 1, got {self.max_dets}")
+
+
+@dataclass(frozen=True)
+class TideBreakdown:
+    """TIDE's AP and, per error kind, the AP gained by fixing it (points, 0-100) and how many
+    errors of that kind there were."""
+
+    params: TideParams
+    ap: float
+    delta_ap: dict[str, float]
+    special: dict[str, float]
+    counts: dict[str, int]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "pos_threshold": self.params.pos_threshold,
+            "background_threshold": self.params.background_threshold,
+            "max_dets": self.params.max_dets,
+            "ap": self.ap,
+            "delta_ap": dict(self.delta_ap),
+            "special_delta_ap": dict(self.special),
+            "counts": dict(self.counts),
+        }
+
+    def difference(self, base: TideBreakdown) -> dict[str, dict[str, float]]:
+        """``self - base`` for every delta and count: what, for instance, quantization
+        (self: int8, base: float) added to each kind of error."""
+        return {
+            "delta_ap": {k: self.delta_ap[k] - base.delta_ap[k] for k in MAIN_ERRORS},
+            "special_delta_ap": {k: self.special[k] - base.special[k] for k in SPECIAL_ERRORS},
+            "counts": {k: float(self.counts[k] - base.counts[k]) for k in MAIN_ERRORS},
+        }
+
+
+@dataclass
+class _Tally:
+    """What matching decided, in tidecv's insertion orders."""
+
+    # Points of the base AP, in push order: class, score, true positive.
+    point_class: list[int] = field(default_factory=list)
+    point_score: list[float] = field(default_factory=list)
+    point_tp: list[bool] = field(default_factory=list)
+    # Class first-touch order of the base AP (ground truths, then detections, per image).
+    touch: list[int] = field(default_factory=list)
+    # Errors in order: kind, class of the original point (-1: none, an ignored detection or a
+    # missed ground truth), score, class of the fixed point (-1: removed when fixed).
+    err_kind: list[int] = field(default_factory=list)
+    err_class: list[int] = field(default_factory=list)
+    err_score: list[float] = field(default_factory=list)
+    err_fix: list[int] = field(default_factory=list)
+    num_gt: dict[int, int] = field(default_factory=dict)
+    false_negatives: dict[int, int] = field(default_factory=dict)
+
+
+def _pair_iou(det: FloatArray, gt: FloatArray, crowd: bool) -> FloatArray:
+    p, g = det.shape[0], gt.shape[0]
+    flags = np.full(p * g, crowd)
+    return iou_coco_xywh(np.repeat(det, g, axis=0), np.tile(gt, (p, 1)), flags).reshape(p, g)
+
+
+def _image(
+    tally: _Tally,
+    gt: GroundTruth,
+    g_rows: IntArray,
+    ign_rows: IntArray,
+    dets: Detections,
+    d_rows: IntArray,
+    params: TideParams,
+) -> None:
+    pos, bkg = params.pos_threshold, params.background_threshold
+    g_cls = gt.category_index[g_rows]
+    for c in g_cls.tolist():
+        tally.num_gt[c] = tally.num_gt.get(c, 0) + 1
+        tally.touch.append(c)
+    d_rows = d_rows[np.argsort(-dets.scores[d_rows], kind="stable")][: params.max_dets]
+    p, g = d_rows.shape[0], g_rows.shape[0]
+    d_cls = dets.category_index[d_rows]
+    d_score = dets.scores[d_rows].tolist()
+    d_box = dets.boxes_xywh_px[d_rows]
+    iou = _pair_iou(d_box, gt.boxes_xywh_px[g_rows], False)
+    same = d_cls[:, None] == g_cls[None, :]
+    cls_iou = iou * same
+    used = np.zeros(p, bool)
+    gt_used = np.zeros(g, bool)
+    if g:
+        buffer = cls_iou.copy()
+        for i in range(p):
+            j = int(np.argmax(buffer[i]))
+            if buffer[i, j] >= pos:
+                used[i] = gt_used[j] = True
+                buffer[:, j] = 0.0
+    ignored = np.zeros(p, bool)
+    for r in ign_rows.tolist():
+        crowd = bool(gt.iscrowd[r])
+        over = _pair_iou(d_box, gt.boxes_xywh_px[r : r + 1], crowd)[:, 0] > pos
+        ignored |= ~used & over & (d_cls == gt.category_index[r])
+    d_cls_list = d_cls.tolist()
+    for i in range(p):
+        if not ignored[i]:
+            tally.touch.append(d_cls_list[i])
+            tally.point_class.append(d_cls_list[i])
+            tally.point_score.append(d_score[i])
+            tally.point_tp.append(bool(used[i]))
+    usable = np.zeros(g, bool)
+    best_score = np.full(g, -1.0)
+    best_err = np.full(g, -1, np.int64)
+    pending: list[tuple[int, int]] = []  # (error index, ground truth) awaiting the best pick
+    other_iou = iou * ~same
+    used_cls_iou = cls_iou * gt_used[None, :]
+    for i in range(p):
+        if used[i]:
+            continue
+        kind, target = _BOTH, -1
+        if g == 0:
+            kind = _BKG
+        else:
+            j = int(np.argmax(cls_iou[i]))
+            if bkg <= cls_iou[i, j] <= pos:
+                kind, target = _LOC, j
+            else:
+                j = int(np.argmax(other_iou[i]))
+                if other_iou[i, j] >= pos:
+                    kind, target = _CLS, j
+                elif used_cls_iou[i, int(np.argmax(used_cls_iou[i]))] >= pos:
+                    kind = _DUPE
+                elif iou[i, int(np.argmax(iou[i]))] <= bkg:
+                    kind = _BKG
+        e = len(tally.err_kind)
+        tally.err_kind.append(kind)
+        tally.err_class.append(-1 if ignored[i] else d_cls_list[i])
+        tally.err_score.append(d_score[i])
+        tally.err_fix.append(-1)
+        if target >= 0 and not gt_used[target]:
+            usable[target] = True
+            if best_score[target] < d_score[i]:
+                best_score[target] = d_score[i]
+                best_err[target] = e
+            fix_class = int(g_cls[target]) if kind == _CLS else d_cls_list[i]
+            pending.append((e, fix_class))
+    for e, fix_class in pending:
+        if e in best_err:
+            tally.err_fix[e] = fix_class
+    for j in range(g):
+        if gt_used[j]:
+            continue
+        c = int(g_cls[j])
+        tally.false_negatives[c] = tally.false_negatives.get(c, 0) + 1
+        if not usable[j]:
+            tally.err_kind.append(_MISS)
+            tally.err_class.append(c)
+            tally.err_score.append(0.0)
+            tally.err_fix.append(-1)
+
+
+def _first_seen(*sequences: Iterable[int]) -> list[int]:
+    seen: dict[int, None] = {}
+    for seq in sequences:
+        for c in seq:
+            seen.setdefault(c, None)
+    return list(seen)
+
+
+def _class_ap(scores: FloatArray, tp: BoolArray, num_gt: int) -> float:
+    if num_gt == 0:
+        return 0
+    order = np.argsort(-scores, kind="stable")
+    hits = tp[order]
+    n_true = np.cumsum(hits)
+    n_all = np.arange(1, hits.shape[0] + 1)
+    precision = n_true / n_all
+    recall = n_true / num_gt
+    precision = np.maximum.accumulate(precision[::-1])[::-1]
+    index = np.searchsorted(recall, _RECALLS, side="left")
+    n = hits.shape[0]
+    # Unreached recalls are the integer 0, reached ones floats, as in tidecv's list, so that
+    # Python's sum adds exactly the same values in the same order.
+    values = precision.tolist()
+    y: list[float] = [values[k] if k < n else 0 for k in index.tolist()]
+    return sum(y) / len(y) * 100
+
+
+def _map(
+    cls: IntArray, score: FloatArray, tp: BoolArray, num_gt: dict[int, int], order: list[int]
+) -> float:
+    by_class = np.argsort(cls, kind="stable")
+    sorted_cls = cls[by_class]
+    aps = []
+    for c in order:
+        lo, hi = np.searchsorted(sorted_cls, [c, c + 1])
+        rows = by_class[lo:hi]
+        count = num_gt.get(c, 0)
+        if rows.shape[0] == 0 and count == 0:
+            continue
+        aps.append(_class_ap(score[rows], tp[rows], count))
+    return sum(aps) / len(aps) if aps else 0.0
+
+
+class _Fixer:
+    """The AP with chosen error kinds fixed (tidecv's ``fix_errors``)."""
+
+    def __init__(self, tally: _Tally) -> None:
+        self.kind = np.array(tally.err_kind, np.int64)
+        self.orig = np.array(tally.err_class, np.int64)
+        self.fix = np.array(tally.err_fix, np.int64)
+        self.score = np.array(tally.err_score, np.float64)
+        pc = np.array(tally.point_class, np.int64)
+        ps = np.array(tally.point_score, np.float64)
+        ptp = np.array(tally.point_tp, bool)
+        self.base_order = _first_seen(tally.touch)
+        self.num_gt = {c: tally.num_gt.get(c, 0) for c in self.base_order}
+        self.false_negatives = tally.false_negatives
+        self.ap = _map(pc, ps, ptp, self.num_gt, self.base_order)
+        # True positives, grouped by class in the base class order, each in push order.
+        tp_rows = np.flatnonzero(ptp)
+        rank = {c: k for k, c in enumerate(self.base_order)}
+        keys = np.array([rank[c] for c in pc[tp_rows].tolist()], np.int64)
+        self.tp_rows = tp_rows[np.argsort(keys, kind="stable")]
+        self.tp_class, self.tp_score = pc[self.tp_rows], ps[self.tp_rows]
+
+    def fixed(
+        self, kinds: frozenset[int] = frozenset(), *, rescore: bool = False, no_fn: bool = False
+    ) -> float:
+        chosen = np.isin(self.kind, list(kinds))
+        num_gt = dict(self.num_gt)
+        for c in self.orig[chosen & (self.kind == _MISS)].tolist():
+            num_gt[c] -= 1
+        if no_fn:
+            for c in num_gt:
+                num_gt[c] -= self.false_negatives.get(c, 0)
+        pushed_class = np.where(chosen, self.fix, np.where(self.kind == _MISS, -1, self.orig))
+        keep = pushed_class >= 0
+        e_cls, e_score = pushed_class[keep], self.score[keep]
+        e_tp = (chosen & (self.fix >= 0))[keep]
+        t_score = self.tp_score
+        if rescore:  # tidecv's FalsePositiveError: true positives 1, everything else 0
+            e_score = np.zeros_like(e_score)
+            t_score = np.ones_like(t_score)
+        order = _first_seen(e_cls.tolist(), self.tp_class.tolist(), self.base_order)
+        cls = np.concatenate([e_cls, self.tp_class])
+        score = np.concatenate([e_score, t_score])
+        tp = np.concatenate([e_tp, np.ones(self.tp_class.shape[0], bool)])
+        return _map(cls, score, tp, num_gt, order)
+
+
+def tide_breakdown(
+    gt: GroundTruth, dets: Detections, params: TideParams | None = None
+) -> TideBreakdown:
+    """The TIDE breakdown of ``dets`` against ``gt`` under the rules of this module."""
+    params = params or TideParams()
+    tally = _Tally()
+    ignored = gt.iscrowd | gt.difficult
+    gt_by_image = np.argsort(gt.image_index, kind="stable")
+    det_by_image = np.argsort(dets.image_index, kind="stable")
+    n = len(gt.images)
+    g_bounds = np.searchsorted(gt.image_index[gt_by_image], np.arange(n + 1))
+    d_bounds = np.searchsorted(dets.image_index[det_by_image], np.arange(n + 1))
+    for i in range(n):
+        rows = gt_by_image[g_bounds[i] : g_bounds[i + 1]]
+        d_rows = det_by_image[d_bounds[i] : d_bounds[i + 1]]
+        if rows.size == 0 and d_rows.size == 0:
+            continue
+        _image(tally, gt, rows[~ignored[rows]], rows[ignored[rows]], dets, d_rows, params)
+    if not tally.touch:
+        raise InputError("TIDE: nothing to break down (no ground truth and no detection)")
+    fixer = _Fixer(tally)
+    delta = {
+        name: max(fixer.fixed(frozenset({kind})) - fixer.ap, 0)
+        for kind, name in enumerate(MAIN_ERRORS)
+    }
+    special = {
+        "FalsePos": fixer.fixed(rescore=True) - fixer.ap,
+        "FalseNeg": fixer.fixed(no_fn=True) - fixer.ap,
+    }
+    kinds = np.array(tally.err_kind, np.int64)
+    counts = {name: int(np.count_nonzero(kinds == k)) for k, name in enumerate(MAIN_ERRORS)}
+    return TideBreakdown(params=params, ap=fixer.ap, delta_ap=delta, special=special, counts=counts)
