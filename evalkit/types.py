@@ -208,6 +208,9 @@ class ClassResult:
     recall: FloatArray
     precision: FloatArray
     ap_coco: float | None = None
+    # Best-then-claim protocols (st, voc): each detection's score and decision (1 true
+    # positive, 0 false positive, -1 ignored) in evaluation order, for operating points.
+    decisions: tuple[FloatArray, IntArray] | None = None
 
 
 @dataclass(frozen=True, eq=False)

@@ -166,8 +166,12 @@ def voc_reference(
     dets: Detections,
     interpolation: Literal["voc07", "voc12"],
     iou_threshold: float = 0.5,
+    decisions: dict[int, int] | None = None,
 ) -> RefResult:
-    """Pascal VOC devkit AP: original pixels, +1 IoU, difficult ground truth ignored."""
+    """Pascal VOC devkit AP: original pixels, +1 IoU, difficult ground truth ignored.
+    ``decisions``, when given, receives each detection row's decision: 1 true positive,
+    0 false positive, -1 ignored (matched a difficult object)."""
+    decided = {} if decisions is None else decisions
     gt_boxes = {j: corners(*map(float, row)) for j, row in enumerate(gt.boxes_xywh_px)}
     per_class: list[RefClass] = []
     for k in range(len(gt.categories)):
@@ -194,14 +198,18 @@ def voc_reference(
                     # Neither TP nor FP. The devkit keeps a flat step in the curve; leaving
                     # the point out gives the same AP: it repeats the previous point (or,
                     # before the first TP/FP, adds recall 0 at precision 0, never a maximum).
+                    decided[i] = -1
                     continue
                 if j in matched:
                     fp += 1
+                    decided[i] = 0
                 else:
                     matched.add(j)
                     tp += 1
+                    decided[i] = 1
             else:
                 fp += 1
+                decided[i] = 0
             if npos:
                 rec.append(tp / npos)
                 prec.append(tp / (tp + fp))
@@ -262,10 +270,17 @@ def st_detection_box(gt: GroundTruth, dets: Detections, i: int, input_size: int)
 
 
 def st_reference(
-    gt: GroundTruth, dets: Detections, iou_threshold: float = 0.5, input_size: int = 300
+    gt: GroundTruth,
+    dets: Detections,
+    iou_threshold: float = 0.5,
+    input_size: int = 300,
+    decisions: dict[int, int] | None = None,
 ) -> RefResult:
     """The model zoo's AP: input pixels, rounded detections, +1 IoU, no ignore regions,
-    101-point trapezoid of the raw curve, mean over classes with ground truth."""
+    101-point trapezoid of the raw curve, mean over classes with ground truth.
+    ``decisions``, when given, receives each scored detection row's decision (1 true
+    positive, 0 false positive); detections the zoo leaves out get none."""
+    decided = {} if decisions is None else decisions
     kept, evaluated = st_ground_truth(gt, input_size)
     per_class: list[RefClass] = []
     for k in range(len(gt.categories)):
@@ -299,8 +314,10 @@ def st_reference(
             if j >= 0 and iou_st(box, kept[j]) >= iou_threshold and j not in matched:
                 matched.add(j)
                 tp += 1
+                decided[i] = 1
             else:
                 fp += 1
+                decided[i] = 0
             # float32 counts (exact below 2**24) and float32 quotients, as the zoo's arrays.
             rec.append(float(f32(tp) / f32(n_gt)))
             prec.append(float(f32(tp) / (f32(fp) + f32(tp))))

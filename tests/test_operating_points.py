@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -15,14 +16,16 @@ import pytest
 from evalkit.cli import main
 from evalkit.datasets.coco import parse_coco_ground_truth
 from evalkit.errors import InputError
-from evalkit.metrics import parse_coco_results
+from evalkit.metrics import evaluate, parse_coco_results
 from evalkit.metrics.coco_matches import coco_operating_points, coco_per_image
-from evalkit.metrics.operating_points import OperatingPoint, curve
+from evalkit.metrics.operating_points import OperatingPoint, curve, protocol_operating_points
 
 try:  # tests/ is a package in this repository
     from .coco_random import Record, make_workload, pycocotools_in_memory, write_workload
+    from .reference_loops import st_reference, voc_reference
 except ImportError:  # collected without the package (rootdir-less pytest run)
     from coco_random import Record, make_workload, pycocotools_in_memory, write_workload
+    from reference_loops import st_reference, voc_reference
 
 
 def test_a_hand_derived_curve() -> None:
@@ -128,13 +131,58 @@ def test_cli_prints_and_writes_operating_points(
     assert "best F1" in text and "@0.3" in text
 
 
-def test_operating_points_need_the_coco_protocol(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("seed", range(0, 40, 3))
+@pytest.mark.parametrize("protocol", ["voc07", "voc12", "st"])
+def test_points_under_st_and_voc_equal_those_of_their_reference_loops(
+    seed: int, protocol: str
 ) -> None:
-    gt, results, gt_path, dets_path = write_workload(tmp_path, 4)
+    """Each detection's decision under the protocol's own matching, from the sequential
+    loops written from the zoo's and the devkit's code (tests/reference_loops.py)."""
+    gt, results = make_workload(seed)
+    ground_truth = parse_coco_ground_truth(copy.deepcopy(gt))
+    if seed % 2:  # some objects difficult, as in VOC
+        flags = np.zeros(ground_truth.num_annotations, bool)
+        flags[::4] = True
+        ground_truth = dataclasses.replace(ground_truth, difficult=flags)
+    dets = parse_coco_results(copy.deepcopy(results), ground_truth)
+    decided: dict[int, int] = {}
+    if protocol == "st":
+        st_reference(ground_truth, dets, decisions=decided)
+    else:
+        voc_reference(ground_truth, dets, "voc07", decisions=decided)
+    result = evaluate(ground_truth, dets, protocol=protocol)
+    points = protocol_operating_points(result, (0.0, 0.25, 0.5, 0.9))
+    rows = np.array(sorted(decided), np.int64)
+    flag = np.array([decided[int(i)] for i in rows], np.int64)
+    scores, cats = dets.scores[rows], dets.category_index[rows]
+    for k, c in enumerate(points.per_class):
+        sel = cats == k
+        expected = curve(c.name, c.category_id, scores[sel], flag[sel] == 1, flag[sel] == 0, 0)
+        assert c.thresholds.tolist() == expected.thresholds.tolist(), (seed, c.name)
+        assert c.tp.tolist() == expected.tp.tolist() and c.fp.tolist() == expected.fp.tolist()
+        assert c.num_gt == result.per_class[k].num_gt
+    pooled = curve("all", None, scores, flag == 1, flag == 0, 0)
+    assert points.overall.tp.tolist() == pooled.tp.tolist()
+    assert points.overall.fp.tolist() == pooled.fp.tolist()
+    assert points.overall.num_gt == result.num_gt
+    assert points.protocol == protocol
+
+
+def test_cli_operating_points_under_voc(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, _, gt_path, dets_path = write_workload(tmp_path, 4)
     argv = ["evaluate", "--gt", str(gt_path), "--dets", str(dets_path), "--protocol", "voc07"]
-    assert main([*argv, "--operating-points"]) == 2
-    assert "--operating-points" in capsys.readouterr().err
+    assert main([*argv, "--thresholds", "0.5", "--json"]) == 0
+    points = json.loads(capsys.readouterr().out)["operating_points"]
+    assert points["protocol"] == "voc07" and points["thresholds"] == [0.5]
+    assert main([*argv, "--per-image"]) == 2
+    assert "--per-image: available with --protocol coco only" in capsys.readouterr().err
+
+
+def test_bad_thresholds_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    gt, results, gt_path, dets_path = write_workload(tmp_path, 4)
+    argv = ["evaluate", "--gt", str(gt_path), "--dets", str(dets_path)]
+    assert main([*argv, "--thresholds", "0.5,1.5"]) == 2
+    assert "thresholds in [0, 1]" in capsys.readouterr().err
     with pytest.raises(InputError, match="thresholds in \\[0, 1\\]"):
         ground_truth = parse_coco_ground_truth(copy.deepcopy(gt))
         coco_operating_points(

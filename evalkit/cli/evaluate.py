@@ -22,6 +22,7 @@ from evalkit.metrics import PROTOCOLS, AreaRange, CocoParams, evaluate
 from evalkit.metrics.coco import DEFAULT_PARAMS
 from evalkit.metrics.coco_matches import coco_operating_points, coco_per_image
 from evalkit.metrics.confusion import confusion_matrix
+from evalkit.metrics.operating_points import protocol_operating_points
 from evalkit.metrics.results_file import (
     ResultsPrefetch,
     exact_duplicates,
@@ -120,12 +121,12 @@ def add_parser(subparsers: Any) -> None:
     coco.add_argument(
         "--categories", type=_words, metavar="ID|NAME,...", help="catIds: these categories only"
     )
-    points = parser.add_argument_group("operating points (coco protocol)")
+    points = parser.add_argument_group("operating points and analyses")
     points.add_argument(
         "--operating-points",
         action="store_true",
-        help="precision, recall and F1 against the score threshold: the F1-optimal "
-        "threshold per class and over all classes",
+        help="precision, recall and F1 against the score threshold, under the protocol's "
+        "own matching: the F1-optimal threshold per class and over all classes",
     )
     points.add_argument(
         "--thresholds",
@@ -240,10 +241,10 @@ def run(args: argparse.Namespace) -> int:
     params = coco_params(args)  # a bad flag is reported before any file is read
     tide_params = TideParams(match_iou(args, params), args.tide_background) if args.tide else None
     want_points = args.operating_points or args.thresholds is not None
-    if (want_points or args.per_image) and args.protocol != "coco":
-        raise InputError(
-            "--operating-points, --thresholds, --per-image: available with --protocol coco only"
-        )
+    if args.per_image and args.protocol != "coco":
+        raise InputError("--per-image: available with --protocol coco only")
+    if args.thresholds is not None and not all(0.0 <= t <= 1.0 for t in args.thresholds):
+        raise InputError(f"score thresholds in [0, 1] expected, got {list(args.thresholds)}")
     dropped: dict[str, int] = {}
     if Path(args.dets).is_dir():  # VOC devkit results files
         gt = load_ground_truth(args.gt, args.split, args.classes)
@@ -280,10 +281,12 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     points = None
-    if want_points:
+    if want_points and args.protocol == "coco":
         points = coco_operating_points(
             gt, dets, args.thresholds or (), result.iou, params or DEFAULT_PARAMS
         )
+    elif want_points:  # the protocol's own matching, from its result
+        points = protocol_operating_points(result, args.thresholds or ())
     confusion = None
     if args.confusion is not None:
         if not 0.0 <= args.confusion <= 1.0:

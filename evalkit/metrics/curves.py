@@ -23,10 +23,17 @@ class ClassCurves:
     tp_cum: IntArray
     fp_cum: IntArray
     bounds: IntArray
+    # Scores and decisions (1 true positive, 0 false positive, -1 ignored) in the same order.
+    scores: FloatArray
+    flags: IntArray
 
     def of(self, k: int) -> tuple[IntArray, IntArray]:
         lo, hi = int(self.bounds[k]), int(self.bounds[k + 1])
         return self.tp_cum[lo:hi], self.fp_cum[lo:hi]
+
+    def decisions_of(self, k: int) -> tuple[FloatArray, IntArray]:
+        lo, hi = int(self.bounds[k]), int(self.bounds[k + 1])
+        return self.scores[lo:hi], self.flags[lo:hi]
 
 
 def claim_curves(
@@ -34,6 +41,7 @@ def claim_curves(
     det_image: IntArray,
     det_class: IntArray,
     det_xyxy: FloatArray,
+    det_score: FloatArray,
     processing_order: IntArray,
     gt_image: IntArray,
     gt_class: IntArray,
@@ -60,10 +68,13 @@ def claim_curves(
     bounds = np.searchsorted(classes, np.arange(num_classes + 1), side="left")
     starts = np.flatnonzero(np.diff(bounds) > 0)
     seg_starts = bounds[starts]
+    flags = np.where(tp, 1, np.where(ignored, -1, 0))[processing_order]
     return ClassCurves(
         tp_cum=segment_cumsum(tp_sorted, seg_starts),
         fp_cum=segment_cumsum(fp_sorted, seg_starts),
         bounds=bounds,
+        scores=det_score[processing_order],
+        flags=flags.astype(np.int64),
     )
 
 
@@ -98,6 +109,7 @@ def class_results(
                 fp=int(fp_cum[-1]) if fp_cum.size else 0,
                 recall=np.asarray(rec, np.float64),
                 precision=np.asarray(prec, np.float64),
+                decisions=curves.decisions_of(k),
             )
         )
     return tuple(results)

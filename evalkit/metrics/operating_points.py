@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evalkit.types import BoolArray, FloatArray, IntArray
+from evalkit.errors import InputError
+from evalkit.types import BoolArray, EvalResult, FloatArray, IntArray
 
 
 @dataclass(frozen=True)
@@ -152,3 +153,27 @@ def pooled(curves: Sequence[tuple[FloatArray, BoolArray, BoolArray]], num_gt: in
         return curve("all classes", None, empty, empty.astype(bool), empty.astype(bool), num_gt)
     scores, tp, fp = (np.concatenate(column) for column in zip(*curves, strict=True))
     return curve("all classes", None, scores, tp, fp, num_gt)
+
+
+def protocol_operating_points(
+    result: EvalResult, thresholds: Sequence[float] = ()
+) -> OperatingPoints:
+    """Operating points under a best-then-claim protocol's own matching (st, voc07, voc12,
+    ...), from the decisions its result keeps per class. Every class is pooled, those without
+    ground truth too: a device keeps their detections, false positives all (as in the coco
+    protocol's pooled curve); ``st`` has already left them out by its own rule."""
+    per_class, parts = [], []
+    for c in result.per_class:
+        if c.decisions is None:
+            raise InputError(f"the {result.protocol} protocol keeps no per-detection decisions")
+        scores, flags = c.decisions
+        part = (scores, flags == 1, flags == 0)
+        per_class.append(curve(c.name, c.category_id, *part, c.num_gt))
+        parts.append(part)
+    return OperatingPoints(
+        protocol=result.protocol,
+        iou=result.iou,
+        thresholds=tuple(float(t) for t in thresholds),
+        overall=pooled(parts, sum(c.num_gt for c in result.per_class)),
+        per_class=tuple(per_class),
+    )

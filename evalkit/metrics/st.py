@@ -113,6 +113,7 @@ def evaluate_st(gt: GroundTruth, dets: Detections, options: EvalOptions) -> Eval
         det_image=det_image,
         det_class=det_class,
         det_xyxy=det_xyxy[det_rows],
+        det_score=dets.scores[det_rows],
         processing_order=order,
         gt_image=gt.image_index[gt_rows],
         gt_class=gt.category_index[gt_rows],

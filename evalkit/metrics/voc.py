@@ -58,6 +58,7 @@ def evaluate_voc(
         det_image=dets.image_index,
         det_class=dets.category_index,
         det_xyxy=xywh_to_xyxy(dets.boxes_xywh_px),
+        det_score=dets.scores,
         processing_order=order,
         gt_image=gt.image_index,
         gt_class=gt.category_index,

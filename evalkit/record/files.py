@@ -3,12 +3,13 @@
 The schema is defined by the types of :mod:`evalkit.record.run` and
 :mod:`evalkit.record.variant`; in JSON it is the contract below (scripts depend on it;
 bump ``SCHEMA_VERSION`` on any incompatible change). Required: ``schema_version``, the
-fingerprint (version 2), and per variant ``detections`` and its protocols' ``AP50`` and
+fingerprint (version 2 on), and per variant ``detections`` and its protocols' ``AP50`` and
 ``per_class``; every other part may be absent in a record another writer made, and reads
-as None::
+as None. POINT is ``{"threshold", "tp", "fp", "num_gt", "precision", "recall", "f1"}``
+(None where a number does not exist)::
 
     {
-      "schema_version": 2,                # 1 (no fingerprint) is still read
+      "schema_version": 3,                # 1 (no fingerprint) and 2 (no analysis) are read
       "kind": "evalkit.run",
       "name": str, "created": ISO time, "config": {... every setting ...},
       "environment": {cpu, cores, python, packages, git, ...},
@@ -27,13 +28,27 @@ as None::
           "runner": {...}, "decoder": {...}, "nms": {...}, "class_mapping": str,
           "detections": "detections_NAME.json",          # COCO results format
           "timings": {"decode_s", "preprocess_s", "inference_s", "postprocess_s",
-                      "metrics_s", "wall_s", "images", "cached_images", "images_per_s"},
+                      "metrics_s", "wall_s", "images", "cached_images", "images_per_s",
+                      "analysis_s"?},
           "latency": {... evalkit.bench.latency record ...} | null,
           "protocols": {
             PROTOCOL: {"AP50": float in [0, 1], "per_class": {class: AP}, "classes": [...],
                        "num_gt", "num_detections", "tp", "fp", "stats"?: [12 floats],
                        "pr_curves": {"recall": [101 points], "mean": [101],
                                      "per_class": {class: [101]}}}
+          },
+          "analysis"?: {                   # version 3; absent with analysis.enabled false
+            "iou": float,                  # pycocotools' matching at this IoU, area all
+            "operating_points": {"protocol", "iou", "thresholds": [scores],
+              "overall": {"name", "num_gt", "best_f1": POINT | null, "at": [POINT, ...]},
+              "per_class": [{... as overall, with "category_id"}],
+              "overall_curve": {"thresholds": [0, 0.01, ..., 1], "precision": [...],
+                                "recall": [...], "f1": [...]}},   # null where undefined
+            "confusion": {"iou_threshold", "score_threshold", "labels": [..., "background"],
+                          "rows", "columns", "matrix": [[int]]},
+            "tide": {"pos_threshold", "background_threshold", "max_dets", "ap",
+                     "delta_ap": {"Cls", "Loc", "Both", "Dupe", "Bkg", "Miss"},
+                     "special_delta_ap": {"FalsePos", "FalseNeg"}, "counts": {...}}
           }
         }
       }
