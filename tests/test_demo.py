@@ -38,6 +38,20 @@ def test_demo_writes_the_contract(demo_run: tuple[Path, RunRecord]) -> None:
     assert record.reference.comparable is True, record.reference.why
 
 
+def test_the_demo_report_shows_the_analyses(demo_run: tuple[Path, RunRecord]) -> None:
+    """Operating points, TIDE and confusion per variant, with the int8 - float change."""
+    out, record = demo_run
+    for variant in record.variants.values():
+        assert variant.analysis is not None
+    html = (out / "report.html").read_text()
+    for text in ("Errors and operating points", "TIDE error breakdown", "int8 - float"):
+        assert text in html
+    for name in ("f1_curves", "tide_bars", "confusion"):
+        assert (out / f"{name}.png").stat().st_size > 10_000
+    tide_rows = (out / "tide.csv").read_text().splitlines()
+    assert any(row.startswith("int8 - float,") for row in tide_rows)
+
+
 def test_the_demo_model_really_detects(demo_run: tuple[Path, RunRecord]) -> None:
     """The issue's bar: AP50 (coco) >= 0.8 in float, int8 within 1.5 points."""
     _, record = demo_run
