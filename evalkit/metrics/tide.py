@@ -40,8 +40,8 @@ list with the errors first, which can move a tie: an error's delta is ``max(fixe
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -110,28 +110,47 @@ class TideBreakdown:
 
 @dataclass
 class _Tally:
-    """What matching decided, in tidecv's insertion orders."""
+    """What matching decided, in tidecv's insertion orders, as per-image array parts."""
 
     # Points of the base AP, in push order: class, score, true positive.
-    point_class: list[int] = field(default_factory=list)
-    point_score: list[float] = field(default_factory=list)
-    point_tp: list[bool] = field(default_factory=list)
+    point_class: list[IntArray] = field(default_factory=list)
+    point_score: list[FloatArray] = field(default_factory=list)
+    point_tp: list[BoolArray] = field(default_factory=list)
     # Class first-touch order of the base AP (ground truths, then detections, per image).
-    touch: list[int] = field(default_factory=list)
+    touch: list[IntArray] = field(default_factory=list)
     # Errors in order: kind, class of the original point (-1: none, an ignored detection or a
     # missed ground truth), score, class of the fixed point (-1: removed when fixed).
-    err_kind: list[int] = field(default_factory=list)
-    err_class: list[int] = field(default_factory=list)
-    err_score: list[float] = field(default_factory=list)
-    err_fix: list[int] = field(default_factory=list)
-    num_gt: dict[int, int] = field(default_factory=dict)
-    false_negatives: dict[int, int] = field(default_factory=dict)
+    err_kind: list[IntArray] = field(default_factory=list)
+    err_class: list[IntArray] = field(default_factory=list)
+    err_score: list[FloatArray] = field(default_factory=list)
+    err_fix: list[IntArray] = field(default_factory=list)
+    # Ground truths that count and those left unmatched, by class (bincounts, summed).
+    num_gt: list[IntArray] = field(default_factory=list)
+    false_negatives: list[IntArray] = field(default_factory=list)
 
 
 def _pair_iou(det: FloatArray, gt: FloatArray, crowd: bool) -> FloatArray:
     p, g = det.shape[0], gt.shape[0]
     flags = np.full(p * g, crowd)
     return iou_coco_xywh(np.repeat(det, g, axis=0), np.tile(gt, (p, 1)), flags).reshape(p, g)
+
+
+def _greedy(cls_iou: FloatArray, pos: float) -> tuple[BoolArray, BoolArray]:
+    """Each detection in turn takes its best free ground truth of its class (first on a
+    tie) when that IoU reaches ``pos``. Detections with no such IoU at all never match and
+    take nothing, so only the others are walked."""
+    p, g = cls_iou.shape
+    used, gt_used = np.zeros(p, bool), np.zeros(g, bool)
+    if g == 0:
+        return used, gt_used
+    buffer = cls_iou.copy()
+    for i in np.flatnonzero(cls_iou.max(axis=1) >= pos).tolist():
+        row = buffer[i]
+        j = int(row.argmax())
+        if row[j] >= pos:
+            used[i] = gt_used[j] = True
+            buffer[:, j] = 0.0
+    return used, gt_used
 
 
 def _image(
@@ -144,96 +163,73 @@ def _image(
     params: TideParams,
 ) -> None:
     pos, bkg = params.pos_threshold, params.background_threshold
+    k = len(gt.categories)
     g_cls = gt.category_index[g_rows]
-    for c in g_cls.tolist():
-        tally.num_gt[c] = tally.num_gt.get(c, 0) + 1
-        tally.touch.append(c)
+    tally.num_gt.append(np.bincount(g_cls, minlength=k))
     d_rows = d_rows[np.argsort(-dets.scores[d_rows], kind="stable")][: params.max_dets]
     p, g = d_rows.shape[0], g_rows.shape[0]
     d_cls = dets.category_index[d_rows]
-    d_score = dets.scores[d_rows].tolist()
+    d_score = dets.scores[d_rows]
     d_box = dets.boxes_xywh_px[d_rows]
     iou = _pair_iou(d_box, gt.boxes_xywh_px[g_rows], False)
     same = d_cls[:, None] == g_cls[None, :]
     cls_iou = iou * same
-    used = np.zeros(p, bool)
-    gt_used = np.zeros(g, bool)
-    if g:
-        buffer = cls_iou.copy()
-        for i in range(p):
-            j = int(np.argmax(buffer[i]))
-            if buffer[i, j] >= pos:
-                used[i] = gt_used[j] = True
-                buffer[:, j] = 0.0
+    used, gt_used = _greedy(cls_iou, pos)
     ignored = np.zeros(p, bool)
     for r in ign_rows.tolist():
         crowd = bool(gt.iscrowd[r])
         over = _pair_iou(d_box, gt.boxes_xywh_px[r : r + 1], crowd)[:, 0] > pos
         ignored |= ~used & over & (d_cls == gt.category_index[r])
-    d_cls_list = d_cls.tolist()
-    for i in range(p):
-        if not ignored[i]:
-            tally.touch.append(d_cls_list[i])
-            tally.point_class.append(d_cls_list[i])
-            tally.point_score.append(d_score[i])
-            tally.point_tp.append(bool(used[i]))
+    counted = ~ignored
+    tally.touch += [g_cls, d_cls[counted]]
+    tally.point_class.append(d_cls[counted])
+    tally.point_score.append(d_score[counted])
+    tally.point_tp.append(used[counted])
+    # The error of every unmatched detection: the first test that passes, in tidecv's order.
+    wrong = np.flatnonzero(~used)
+    kind = np.full(wrong.shape[0], _BKG, np.int64)
+    target = np.full(wrong.shape[0], -1, np.int64)
+    if g:
+        a = cls_iou[wrong]
+        b = (iou * ~same)[wrong]
+        c = (cls_iou * gt_used[None, :])[wrong]
+        a_arg, b_arg = a.argmax(axis=1), b.argmax(axis=1)
+        rows = np.arange(wrong.shape[0])
+        a_max, b_max = a[rows, a_arg], b[rows, b_arg]
+        loc = (bkg <= a_max) & (a_max <= pos)
+        cls = ~loc & (b_max >= pos)
+        dupe = ~loc & ~cls & (c.max(axis=1) >= pos)
+        background = ~loc & ~cls & ~dupe & (iou[wrong].max(axis=1) <= bkg)
+        kind = np.select([loc, cls, dupe, background], [_LOC, _CLS, _DUPE, _BKG], _BOTH)
+        target = np.where(loc, a_arg, np.where(cls, b_arg, -1))
+    # A classification or localisation error pointing at a free ground truth makes it
+    # usable (not missed); the first of the highest-scoring such errors is fixed.
+    fix = np.full(wrong.shape[0], -1, np.int64)
     usable = np.zeros(g, bool)
-    best_score = np.full(g, -1.0)
-    best_err = np.full(g, -1, np.int64)
-    pending: list[tuple[int, int]] = []  # (error index, ground truth) awaiting the best pick
-    other_iou = iou * ~same
-    used_cls_iou = cls_iou * gt_used[None, :]
-    for i in range(p):
-        if used[i]:
-            continue
-        kind, target = _BOTH, -1
-        if g == 0:
-            kind = _BKG
-        else:
-            j = int(np.argmax(cls_iou[i]))
-            if bkg <= cls_iou[i, j] <= pos:
-                kind, target = _LOC, j
-            else:
-                j = int(np.argmax(other_iou[i]))
-                if other_iou[i, j] >= pos:
-                    kind, target = _CLS, j
-                elif used_cls_iou[i, int(np.argmax(used_cls_iou[i]))] >= pos:
-                    kind = _DUPE
-                elif iou[i, int(np.argmax(iou[i]))] <= bkg:
-                    kind = _BKG
-        e = len(tally.err_kind)
-        tally.err_kind.append(kind)
-        tally.err_class.append(-1 if ignored[i] else d_cls_list[i])
-        tally.err_score.append(d_score[i])
-        tally.err_fix.append(-1)
-        if target >= 0 and not gt_used[target]:
-            usable[target] = True
-            if best_score[target] < d_score[i]:
-                best_score[target] = d_score[i]
-                best_err[target] = e
-            fix_class = int(g_cls[target]) if kind == _CLS else d_cls_list[i]
-            pending.append((e, fix_class))
-    for e, fix_class in pending:
-        if e in best_err:
-            tally.err_fix[e] = fix_class
-    for j in range(g):
-        if gt_used[j]:
-            continue
-        c = int(g_cls[j])
-        tally.false_negatives[c] = tally.false_negatives.get(c, 0) + 1
-        if not usable[j]:
-            tally.err_kind.append(_MISS)
-            tally.err_class.append(c)
-            tally.err_score.append(0.0)
-            tally.err_fix.append(-1)
+    points = np.flatnonzero(target >= 0)
+    points = points[~gt_used[target[points]]]
+    best: dict[int, tuple[float, int]] = {}
+    scores = d_score[wrong]
+    for e in points.tolist():
+        j = int(target[e])
+        usable[j] = True
+        if best.get(j, (-1.0, -1))[0] < scores[e]:
+            best[j] = (float(scores[e]), e)
+    for j, (_, e) in best.items():
+        fix[e] = g_cls[j] if kind[e] == _CLS else d_cls[wrong[e]]
+    missed = ~gt_used & ~usable
+    tally.err_kind += [kind, np.full(int(missed.sum()), _MISS, np.int64)]
+    tally.err_class += [np.where(ignored[wrong], -1, d_cls[wrong]), g_cls[missed]]
+    tally.err_score += [scores, np.zeros(int(missed.sum()))]
+    tally.err_fix += [fix, np.full(int(missed.sum()), -1, np.int64)]
+    tally.false_negatives.append(np.bincount(g_cls[~gt_used], minlength=k))
 
 
-def _first_seen(*sequences: Iterable[int]) -> list[int]:
-    seen: dict[int, None] = {}
-    for seq in sequences:
-        for c in seq:
-            seen.setdefault(c, None)
-    return list(seen)
+def _first_seen(*sequences: IntArray) -> list[int]:
+    """The distinct values in order of first appearance across the sequences in turn."""
+    values = np.concatenate([np.asarray(s, np.int64) for s in sequences])
+    distinct, first = np.unique(values, return_index=True)
+    return distinct[np.argsort(first)].tolist()
 
 
 def _class_ap(scores: FloatArray, tp: BoolArray, num_gt: int) -> float:
@@ -275,22 +271,27 @@ class _Fixer:
     """The AP with chosen error kinds fixed (tidecv's ``fix_errors``)."""
 
     def __init__(self, tally: _Tally) -> None:
-        self.kind = np.array(tally.err_kind, np.int64)
-        self.orig = np.array(tally.err_class, np.int64)
-        self.fix = np.array(tally.err_fix, np.int64)
-        self.score = np.array(tally.err_score, np.float64)
-        pc = np.array(tally.point_class, np.int64)
-        ps = np.array(tally.point_score, np.float64)
-        ptp = np.array(tally.point_tp, bool)
-        self.base_order = _first_seen(tally.touch)
-        self.num_gt = {c: tally.num_gt.get(c, 0) for c in self.base_order}
-        self.false_negatives = tally.false_negatives
+        def cat(parts: list[Any], dtype: Any) -> Any:
+            return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+
+        self.kind = cat(tally.err_kind, np.int64)
+        self.orig = cat(tally.err_class, np.int64)
+        self.fix = cat(tally.err_fix, np.int64)
+        self.score = cat(tally.err_score, np.float64)
+        pc = cat(tally.point_class, np.int64)
+        ps = cat(tally.point_score, np.float64)
+        ptp = cat(tally.point_tp, bool)
+        self.base_order = _first_seen(*tally.touch)
+        counts = np.sum(tally.num_gt, axis=0)
+        self.num_gt = {c: int(counts[c]) for c in self.base_order}
+        fn = np.sum(tally.false_negatives, axis=0)
+        self.false_negatives = {c: int(fn[c]) for c in range(fn.shape[0]) if fn[c]}
         self.ap = _map(pc, ps, ptp, self.num_gt, self.base_order)
         # True positives, grouped by class in the base class order, each in push order.
         tp_rows = np.flatnonzero(ptp)
-        rank = {c: k for k, c in enumerate(self.base_order)}
-        keys = np.array([rank[c] for c in pc[tp_rows].tolist()], np.int64)
-        self.tp_rows = tp_rows[np.argsort(keys, kind="stable")]
+        rank = np.zeros(max(self.base_order, default=0) + 1, np.int64)
+        rank[self.base_order] = np.arange(len(self.base_order))
+        self.tp_rows = tp_rows[np.argsort(rank[pc[tp_rows]], kind="stable")]
         self.tp_class, self.tp_score = pc[self.tp_rows], ps[self.tp_rows]
 
     def fixed(
@@ -311,7 +312,7 @@ class _Fixer:
         if rescore:  # tidecv's FalsePositiveError: true positives 1, everything else 0
             e_score = np.zeros_like(e_score)
             t_score = np.ones_like(t_score)
-        order = _first_seen(e_cls.tolist(), self.tp_class.tolist(), self.base_order)
+        order = _first_seen(e_cls, self.tp_class, np.array(self.base_order, np.int64))
         cls = np.concatenate([e_cls, self.tp_class])
         score = np.concatenate([e_score, t_score])
         tp = np.concatenate([e_tp, np.ones(self.tp_class.shape[0], bool)])
@@ -336,7 +337,7 @@ def tide_breakdown(
         if rows.size == 0 and d_rows.size == 0:
             continue
         _image(tally, gt, rows[~ignored[rows]], rows[ignored[rows]], dets, d_rows, params)
-    if not tally.touch:
+    if not any(part.size for part in tally.touch):
         raise InputError("TIDE: nothing to break down (no ground truth and no detection)")
     fixer = _Fixer(tally)
     delta = {
@@ -347,6 +348,5 @@ def tide_breakdown(
         "FalsePos": fixer.fixed(rescore=True) - fixer.ap,
         "FalseNeg": fixer.fixed(no_fn=True) - fixer.ap,
     }
-    kinds = np.array(tally.err_kind, np.int64)
-    counts = {name: int(np.count_nonzero(kinds == k)) for k, name in enumerate(MAIN_ERRORS)}
+    counts = {name: int(np.count_nonzero(fixer.kind == k)) for k, name in enumerate(MAIN_ERRORS)}
     return TideBreakdown(params=params, ap=fixer.ap, delta_ap=delta, special=special, counts=counts)
