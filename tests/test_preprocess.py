@@ -164,7 +164,7 @@ def test_invalid_settings_are_refused(fields: dict[str, object], message: str) -
 
 def test_presets_are_registered_frozen_and_self_describing() -> None:
     assert set(PREPROCESSORS.names()) == {
-        "st-ssd", "uint8-nhwc", "tfod-ssd", "unit-nhwc", "signed-nhwc"
+        "st-ssd", "uint8-nhwc", "tfod-ssd", "unit-nhwc", "signed-nhwc", "yolod"
     }  # fmt: skip
     pixels = np.array([[[0, 127, 255]]], np.uint8)  # one RGB pixel, resized to itself below
     unit = dataclasses.replace(get_preprocessor("unit-nhwc"), size=(1, 1)).apply(pixels)
@@ -200,3 +200,49 @@ def test_real_images_match_the_zoo(shared_dir: Path) -> None:
         if deployed.apply(rgb).tobytes() != deployed_input(rgb).tobytes():
             mismatched.append(f"{path.name} (uint8-nhwc)")
     assert mismatched == []
+
+
+def _zoo_letterbox(image_bgr: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The zoo's YOLOD ``preproc``, as its code reads: r = min(H / h, W / w), resize to
+    (int(w r), int(h r)) with INTER_LINEAR, top left on a 114 canvas, CHW float32."""
+    r = min(height / image_bgr.shape[0], width / image_bgr.shape[1])
+    canvas = np.ones((height, width, 3), np.uint8) * 114
+    inner = cv2.resize(
+        image_bgr,
+        (int(image_bgr.shape[1] * r), int(image_bgr.shape[0] * r)),
+        interpolation=cv2.INTER_LINEAR,
+    ).astype(np.uint8)
+    canvas[: inner.shape[0], : inner.shape[1]] = inner
+    return np.ascontiguousarray(canvas.transpose(2, 0, 1), dtype=np.float32)
+
+
+@pytest.mark.parametrize("shape", [(240, 320), (320, 240), (100, 100), (97, 333), (501, 64)])
+def test_yolod_letterbox_equals_the_zoo_preproc(shape: tuple[int, int]) -> None:
+    rng = np.random.default_rng(shape[0] * 1000 + shape[1])
+    rgb = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    pre = dataclasses.replace(get_preprocessor("yolod"), size=(192, 160))
+    ours = pre.apply(rgb)[0]
+    expected = _zoo_letterbox(np.ascontiguousarray(rgb[..., ::-1]), 192, 160)
+    assert ours.dtype == np.float32 and np.array_equal(ours, expected)
+
+
+def test_letterbox_boxes_come_back_to_the_image() -> None:
+    pre = dataclasses.replace(get_preprocessor("yolod"), size=(200, 100))
+    # A 400x100 image: r = min(100 / 100, 200 / 400) = 0.5, content 200x50 at the top left.
+    sx, sy = pre.box_scale(400, 100)
+    assert (sx, sy) == (400.0, 200.0)
+    # The content's bottom-right corner (x 1.0, y 0.5 of the input) is the image's.
+    assert (1.0 * sx, 0.5 * sy) == (400.0, 100.0)
+    stretch = get_preprocessor("st-ssd")
+    assert stretch.box_scale(640, 480) == (640.0, 480.0)
+
+
+def test_settings_describe_the_letterbox_and_read_back() -> None:
+    pre = get_preprocessor("yolod")
+    settings = json.loads(json.dumps(pre.settings()))
+    assert settings["resize"] == "letterbox" and settings["channel_order"] == "BGR"
+    assert settings["pad_value"] == 114 and "letterbox" in settings["order"]
+    assert Preprocessor.from_settings(settings) == pre
+    plain = get_preprocessor("st-ssd").settings()
+    assert "resize" not in plain and "channel_order" not in plain  # records unchanged
+    assert Preprocessor.from_settings(json.loads(json.dumps(plain))) == get_preprocessor("st-ssd")

@@ -170,8 +170,13 @@ def test_no_guess_without_a_safe_choice(spec: InputSpec, problem: str) -> None:
 def test_explicit_preprocessor_is_checked(tiny: Path) -> None:
     with pytest.raises(InputError, match=r"preprocessor 'uint8-nhwc' does not fit: dtype uint8"):
         OnnxRunner(tiny, preprocessor="uint8-nhwc")
+    # A preset names a normalisation: its size becomes the model's (and the name says so).
+    sized = OnnxRunner(tiny, preprocessor="st-ssd").preprocessing
+    assert sized.name == "st-ssd@8x8" and sized.preprocessor.size == (8, 8)
+    assert (sized.preprocessor.mean, sized.preprocessor.scale) == (127, 128)
+    # An explicit object is taken as it is, so a wrong size is refused.
     with pytest.raises(InputError, match=r"height 300 but the model takes 8"):
-        OnnxRunner(tiny, preprocessor="st-ssd")
+        OnnxRunner(tiny, preprocessor=Preprocessor((300, 300), "NCHW", "float32"))
     custom = Preprocessor((8, 8), "NCHW", "float32", mean=0, scale=255)
     choice = OnnxRunner(tiny, preprocessor=custom).preprocessing
     assert choice.preprocessor == custom and choice.reason == "given by the caller (custom)"

@@ -5,11 +5,18 @@ records, and the presets below are the forms the reference pipeline uses (sectio
 reference-pipeline.md). The arithmetic order is fixed and matches the zoo's
 ``(img.astype(np.float32) - 127) / 128`` bit for bit:
 
-1. resize the uint8 RGB image with cv2 INTER_LINEAR (aspect ratio not kept);
-2. float32 only: cast to float32, subtract ``mean``, then divide by ``scale``, each step
+1. resize the uint8 RGB image with cv2 INTER_LINEAR: ``stretch`` (aspect ratio not
+   kept), or ``letterbox`` as the zoo's YOLOD evaluation (``preproc`` in its
+   ``data/yolod/augmentations/data_augment.py``): scaled by ``r = min(H / h, W / w)`` to
+   ``(int(w r), int(h r))``, placed at the top left of a ``W x H`` canvas of ``pad_value``;
+2. ``channel_order`` BGR reverses the channels (the zoo's YOLOD reads images with
+   ``cv2.imread`` and never converts them);
+3. float32 only: cast to float32, subtract ``mean``, then divide by ``scale``, each step
    in float32 (a division, not a multiplication by ``1 / scale``: for a scale that is not
    a power of two the two round differently);
-3. transpose to the layout and add the batch dimension.
+4. transpose to the layout and add the batch dimension.
+
+A letterboxed input's boxes come back to the image with :meth:`Preprocessor.box_scale`.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +36,8 @@ __all__ = ["PREPROCESSORS", "Layout", "Preprocessor", "TensorDType", "get_prepro
 
 Layout = Literal["NCHW", "NHWC"]
 TensorDType = Literal["float32", "uint8"]
+ResizeMode = Literal["stretch", "letterbox"]
+ChannelOrder = Literal["RGB", "BGR"]
 # Either one value for every channel or one per RGB channel, in R, G, B order.
 ChannelValues = float | tuple[float, float, float]
 
@@ -47,11 +56,20 @@ class Preprocessor:
     dtype: TensorDType
     mean: ChannelValues = 0.0
     scale: ChannelValues = 1.0
+    resize: ResizeMode = "stretch"
+    pad_value: int = 114  # letterbox only: the canvas value
+    channel_order: ChannelOrder = "RGB"
 
     def __post_init__(self) -> None:
         width, height = self.size
         if width <= 0 or height <= 0:
             raise ValueError(f"expected a positive size (width, height), got {self.size!r}")
+        if self.resize not in get_args(ResizeMode):
+            raise ValueError(f"expected resize 'stretch' or 'letterbox', got {self.resize!r}")
+        if self.channel_order not in get_args(ChannelOrder):
+            raise ValueError(f"expected channel_order 'RGB' or 'BGR', got {self.channel_order!r}")
+        if not 0 <= self.pad_value <= 255:
+            raise ValueError(f"expected a pad value in [0, 255], got {self.pad_value!r}")
         if self.layout not in get_args(Layout):
             raise ValueError(f"expected layout 'NCHW' or 'NHWC', got {self.layout!r}")
         if self.dtype not in get_args(TensorDType):
@@ -88,7 +106,9 @@ class Preprocessor:
                 f"expected an (H, W, 3) uint8 RGB image, got dtype {image.dtype} "
                 f"shape {image.shape}"
             )
-        resized = resize_bilinear(image, self.size)
+        if self.channel_order == "BGR":
+            image = image[..., ::-1]
+        resized = self._resized(image)
         tensor: npt.NDArray[np.generic]
         if self.dtype == "float32":
             # Same operations, same order, same float32 operands as the reference formula;
@@ -103,6 +123,29 @@ class Preprocessor:
         # Runtimes want C-contiguous buffers; the transpose above is only a view.
         return np.ascontiguousarray(tensor[np.newaxis])
 
+    def _ratio(self, image_width: int, image_height: int) -> float:
+        width, height = self.size
+        return min(height / image_height, width / image_width)
+
+    def _resized(self, image: npt.NDArray[np.generic]) -> npt.NDArray[np.generic]:
+        if self.resize == "stretch":
+            return resize_bilinear(image, self.size)
+        width, height = self.size
+        r = self._ratio(image.shape[1], image.shape[0])
+        inner = (int(image.shape[1] * r), int(image.shape[0] * r))
+        canvas = np.full((height, width, image.shape[2]), self.pad_value, np.uint8)
+        canvas[: inner[1], : inner[0]] = resize_bilinear(image, inner)
+        return canvas
+
+    def box_scale(self, image_width: int, image_height: int) -> tuple[float, float]:
+        """Image pixels per unit of the model's normalised x and y: the image size when
+        stretched; the input size over the letterbox ratio (the padding is right and
+        below, so there is no offset)."""
+        if self.resize == "stretch":
+            return float(image_width), float(image_height)
+        r = self._ratio(image_width, image_height)
+        return self.size[0] / r, self.size[1] / r
+
     def apply_batch(self, images: Sequence[npt.NDArray[np.uint8]]) -> npt.NDArray[np.generic]:
         """Several RGB images (any sizes) to one batch, in the order given."""
         if len(images) == 0:
@@ -113,16 +156,48 @@ class Preprocessor:
         """Decode an image file as the reference does, then :meth:`apply`."""
         return self.apply(decode_rgb(path))
 
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> Preprocessor:
+        """The pre-processor a record's :meth:`settings` describe."""
+
+        def values(v: Any) -> ChannelValues:
+            return (
+                float(v) if isinstance(v, (int, float)) else (float(v[0]), float(v[1]), float(v[2]))
+            )
+
+        width, height = settings["size"]
+        return cls(
+            size=(int(width), int(height)),
+            layout=settings["layout"],
+            dtype=settings["dtype"],
+            mean=values(settings.get("mean", 0.0)),
+            scale=values(settings.get("scale", 1.0)),
+            resize=settings.get("resize", "stretch"),
+            pad_value=int(settings.get("pad_value", 114)),
+            channel_order=settings.get("channel_order", "RGB"),
+        )
+
     def settings(self) -> dict[str, object]:
-        """The fields as plain JSON values, for self-describing result records."""
-        return {
+        """The fields as plain JSON values, for self-describing result records. The
+        letterbox and BGR fields appear only when used, so the records (and fingerprints) of
+        plain stretched RGB inputs are what they always were."""
+        out: dict[str, object] = {
             "size": list(self.size),
             "layout": self.layout,
             "dtype": self.dtype,
             "mean": _plain(self.mean),
             "scale": _plain(self.scale),
-            "order": "resize(INTER_LINEAR) -> float32 -> (x - mean) / scale -> layout",
         }
+        steps = "resize(INTER_LINEAR)"
+        if self.resize == "letterbox":
+            out["resize"] = "letterbox"
+            out["pad_value"] = self.pad_value
+            steps = f"letterbox(INTER_LINEAR, top left, pad {self.pad_value})"
+        if self.channel_order == "BGR":
+            out["channel_order"] = "BGR"
+            steps = f"RGB -> BGR -> {steps}"
+        out["order"] = f"{steps} -> float32 -> (x - mean) / scale -> layout"
+        return out
 
 
 def _plain(values: ChannelValues) -> float | list[float]:
@@ -149,6 +224,15 @@ PREPROCESSORS.add(
 PREPROCESSORS.add(
     "signed-nhwc",
     Preprocessor(size=(300, 300), layout="NHWC", dtype="float32", mean=127.5, scale=127.5),
+)
+# The zoo's PyTorch YOLOD (st_yolodv2*) evaluation: BGR as cv2.imread gives it, letterboxed
+# at the top left on grey 114, channels first, raw 0-255 floats (its ValTransform, legacy
+# off, does not normalise).
+PREPROCESSORS.add(
+    "yolod",
+    Preprocessor(
+        size=(320, 320), layout="NCHW", dtype="float32", resize="letterbox", channel_order="BGR"
+    ),
 )
 
 

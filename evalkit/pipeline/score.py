@@ -16,6 +16,7 @@ import numpy.typing as npt
 
 from evalkit.datasets.classes import ClassMapping, map_classes
 from evalkit.datasets.dataset import Dataset
+from evalkit.datasets.preprocess import Preprocessor
 from evalkit.metrics import DEFAULT_PROTOCOLS, PROTOCOLS, evaluate, write_coco_results
 from evalkit.metrics.analysis import AnalysisSettings, analyse
 from evalkit.metrics.interpolation import COCO_RECALL_THRESHOLDS, precision_at_recall_grid
@@ -82,11 +83,13 @@ def score_variant(
     record completed with the results."""
     kept = [k for k, i in enumerate(predictions.image_indices) if scored.keep[i]]
     gt = scored.annotated
+    pre = record.preprocessing or {}
     dets = to_detections(
         [predictions.per_image[k] for k in kept],
         [int(scored.position[predictions.image_indices[k]]) for k in kept],
         gt.images,
         mapping,
+        Preprocessor.from_settings(pre) if pre.get("resize") == "letterbox" else None,
     )
     write_coco_results(stage / record.detections, gt, dets)
     t0 = time.perf_counter()
@@ -130,5 +133,11 @@ def evaluate_runner(
     nms = NmsSettings(score_threshold=score_threshold)  # the zoo's NMS otherwise
     predictions = predict(dataset, runner, decoder, nms, batch_size=batch_size, progress=False)
     mapping = map_classes(class_names, dataset.classes)
-    dets = to_detections(predictions.per_image, predictions.image_indices, dataset.images, mapping)
+    dets = to_detections(
+        predictions.per_image,
+        predictions.image_indices,
+        dataset.images,
+        mapping,
+        runner.preprocessing.preprocessor,
+    )
     return {p: evaluate(dataset.ground_truth, dets, protocol=p) for p in protocols}

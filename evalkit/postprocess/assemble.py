@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from evalkit.datasets.classes import ClassMapping
+from evalkit.datasets.preprocess import Preprocessor
 from evalkit.types import Detections, ImageDetections, ImageRecord
 
 
@@ -15,10 +16,14 @@ def to_detections(
     image_indices: Sequence[int],
     images: Sequence[ImageRecord],
     mapping: ClassMapping,
+    preprocessor: Preprocessor | None = None,
 ) -> Detections:
     """Scale normalised corners to each image's pixels and map model classes to dataset
     categories; detections of model classes the dataset lacks are dropped (the mapping
-    reports which). Output order is image order, then NMS order within each image."""
+    reports which). Output order is image order, then NMS order within each image.
+
+    A letterboxing ``preprocessor`` maps the corners back through its letterbox; the
+    normalised corners kept for ``st`` are then the image-normalised ones."""
     if len(per_image) != len(image_indices):
         raise ValueError(f"got {len(per_image)} NMS outputs for {len(image_indices)} image indices")
     if not per_image:
@@ -39,9 +44,19 @@ def to_detections(
     keep = category >= 0
     widths = np.array([im.width for im in images], np.float64)[image_index]
     heights = np.array([im.height for im in images], np.float64)[image_index]
-    x1 = boxes[:, 0] * widths
-    y1 = boxes[:, 1] * heights
-    xywh = np.stack([x1, y1, boxes[:, 2] * widths - x1, boxes[:, 3] * heights - y1], axis=1)
+    if preprocessor is not None and preprocessor.resize == "letterbox":
+        per = np.array([preprocessor.box_scale(im.width, im.height) for im in images], np.float64)
+        sx, sy = per[image_index, 0], per[image_index, 1]
+        x1, y1 = boxes[:, 0] * sx, boxes[:, 1] * sy
+        x2, y2 = boxes[:, 2] * sx, boxes[:, 3] * sy
+        norm = np.stack([x1 / widths, y1 / heights, x2 / widths, y2 / heights], 1).astype(
+            np.float32
+        )
+    else:
+        x1 = boxes[:, 0] * widths
+        y1 = boxes[:, 1] * heights
+        x2, y2 = boxes[:, 2] * widths, boxes[:, 3] * heights
+    xywh = np.stack([x1, y1, x2 - x1, y2 - y1], axis=1)
     return Detections(
         image_index=image_index[keep],
         category_index=category[keep],

@@ -9,7 +9,7 @@ dtype, size), never assumed. Heavy runtimes are imported only when a runner is b
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -139,6 +139,14 @@ def choose_preprocessor(
     if override is not None:
         name = override if isinstance(override, str) else "custom"
         chosen = PREPROCESSORS.get(override) if isinstance(override, str) else override
+        if isinstance(override, str) and chosen.layout == layout:
+            # A preset names a normalisation (and resize, channel order); the size is the
+            # model's own.
+            height, width = _spatial(spec.shape, layout)
+            if isinstance(width, int) and isinstance(height, int):
+                sized = replace(chosen, size=(width, height))
+                if sized != chosen:
+                    name, chosen = f"{name}@{width}x{height}", sized
         _check_compatible(spec, layout, chosen, name, where)
         return PreprocessorChoice(name, chosen, f"given by the caller ({name})")
     if layout is None:
