@@ -198,7 +198,9 @@ def _leaf(value: Any) -> Any:
 def test_data_files_equal_reference_tables(shared_dir: Path) -> None:
     expected = _expected(shared_dir / "docs" / "reference-pipeline.md")
     assert sorted(expected) == sorted([MAIN, *SIBLINGS])
-    assert sorted(p.stem for p in DATA_DIR.glob("*.yaml")) == sorted(expected)
+    # The other families' cards are checked against their own table (zoo_family_cards.tsv).
+    shipped = {p.stem for p in DATA_DIR.glob("*.yaml")} - set(FAMILIES)
+    assert sorted(shipped) == sorted(expected)
     for model, card in expected.items():
         want = _flat(card)
         got = _flat(yaml.safe_load((DATA_DIR / f"{model}.yaml").read_text(encoding="utf-8")))
@@ -232,11 +234,95 @@ def test_api_values_equal_reference_tables(shared_dir: Path) -> None:
 DEMO = "ssd_mobilenetv2_demo"
 
 
+FAMILY_TABLE = REPO / "tests" / "fixtures" / "zoo_family_cards.tsv"
+
+
+def _family_rows() -> list[dict[str, str]]:
+    lines = [
+        line.split("\t")
+        for line in FAMILY_TABLE.read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    return [dict(zip(lines[0], row, strict=True)) for row in lines[1:]]
+
+
+FAMILIES = tuple(dict.fromkeys(row["model"] for row in _family_rows()))
+
+
+def _cell(value: Decimal | None) -> str:
+    return "-" if value is None else str(value)
+
+
+@pytest.mark.parametrize("row", _family_rows(), ids=lambda r: f"{r['model']}-{r['dataset']}")
+def test_family_cards_equal_the_transcribed_readme_tables(row: dict[str, str]) -> None:
+    """Every figure of the families' cards, cell by cell, against the table transcribed
+    once from the zoo's READMEs (tests/fixtures/zoo_family_cards.tsv)."""
+    ref = load_reference(row["model"])
+    assert ref.source_commit == row["commit"]
+    assert ref.source.card == f"object_detection/{row['readme']}/README.md"
+    label = f"{row['dataset']}@{row['resolution']}"
+    label += "" if row["variant"] == "-" else f"/{row['variant']}"
+    entry = ref.dataset(label)
+    assert (entry.key, entry.resolution) == (row["dataset"], int(row["resolution"]))
+    assert entry.variant == (None if row["variant"] == "-" else row["variant"])
+    assert _cell(entry.ap50_float_percent) == row["float"]
+    assert _cell(entry.ap50_int8_percent) == row["int8"]
+    n6 = entry.n6
+    if row["internal_kib"] == "-" and row["ms"] == "-":
+        assert n6 is None
+        return
+    assert n6 is not None
+    assert _cell(n6.internal_ram_kib) == row["internal_kib"]
+    assert _cell(n6.external_ram_kib) == row["external_kib"]
+    assert _cell(n6.weights_flash_kib) == row["weights_kib"]
+    assert (n6.memory_stedgeai_version or "-") == row["memory_version"]
+    assert {k: str(v) for k, v in n6.latency_ms.items()} == {row["latency_version"]: row["ms"]}
+    assert {k: str(v) for k, v in n6.inferences_per_s.items()} == {
+        row["latency_version"]: row["inf_per_s"]
+    }
+
+
+def test_family_cards_hold_no_row_the_table_lacks() -> None:
+    table = {(r["model"], r["dataset"], r["resolution"], r["variant"]) for r in _family_rows()}
+    for model in FAMILIES:
+        for entry in load_reference(model).all_rows():
+            key = (model, entry.key, str(entry.resolution), entry.variant or "-")
+            assert key in table, key
+
+
+def test_every_family_of_the_zoo_is_listed(capsys: pytest.CaptureFixture[str]) -> None:
+    assert len({MAIN, *SIBLINGS, *FAMILIES}) == 15  # the SSDs and the nine other families
+    assert cli.main(["references"]) == 0
+    overview = capsys.readouterr().out
+    for model in (MAIN, *SIBLINGS, *FAMILIES):
+        assert f"\n{model} " in overview
+    assert cli.main(["references", "st_yoloxn"]) == 0
+    card = capsys.readouterr().out
+    assert "coco_person@256/d050_w040" in card and "51.07" in card and "2414.64" in card
+
+
+def test_a_row_is_picked_by_resolution_and_an_unknown_one_is_named() -> None:
+    ref = load_reference("st_yolodv2tiny_pt")
+    assert ref.dataset("coco_person").resolution == 192  # the headline row
+    assert str(ref.dataset("coco_person@288").ap50_int8_percent) == "70.72"
+    with pytest.raises(UnknownNameError, match="coco_person@288"):
+        ref.dataset("coco_person@289")
+
+
+def test_rows_and_single_figures_are_not_mixed(tmp_path: Path) -> None:
+    data = yaml.safe_load((REPO / "evalkit/references/yolo26n.yaml").read_text())
+    data["datasets"]["coco_person"]["ap50"] = {"protocol": "st", "float": "1", "int8": "1"}
+    path = tmp_path / "yolo26n.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(InputError, match="either rows or ap50"):
+        read_reference_file(path)
+
+
 def test_list_references() -> None:
-    assert list_references() == tuple(sorted([MAIN, *SIBLINGS, DEMO]))
+    assert list_references() == tuple(sorted([MAIN, *SIBLINGS, *FAMILIES, DEMO]))
     assert tuple(load_references().names()) == list_references()
     assert load_reference(DEMO).origin != ORIGIN  # not the zoo's
-    assert all(load_reference(m).origin == ORIGIN for m in (MAIN, *SIBLINGS))
+    assert all(load_reference(m).origin == ORIGIN for m in (MAIN, *SIBLINGS, *FAMILIES))
 
 
 def test_package_data_ships_the_demo_card() -> None:
@@ -384,7 +470,7 @@ def test_cli_overview(
     assert out.startswith(ORIGIN)
     assert "coco_person float" in out and "protocol st" in out
     line = next(row for row in out.splitlines() if row.startswith(f"{MAIN} "))
-    assert line.split()[1:] == ["31.75", "31.29", "41.91", "41.74", "67.03", "66.91"]
+    assert line.split()[1:8] == ["300", "31.75", "31.29", "41.91", "41.74", "67.03", "66.91"]
     assert len([row for row in out.splitlines() if row.startswith("ssd")]) == 6
     # The demo model's card is named below the zoo's table, not mixed into it.
     assert out.rstrip().splitlines()[-1].startswith(f"Also: {DEMO} (recorded with evalkit")

@@ -83,10 +83,10 @@ def render_overview(references: Sequence[Reference], dataset: str | None = None)
     else:
         rows = [d for r in references for d in r.datasets.values()]
         keys = [k for k in DATASET_KEYS if any(k in r.datasets for r in references)]
-        headers = ["model", *(f"{k} {p}" for k in keys for p in PRECISIONS)]
+        headers = ["model", "inputs", *(f"{k} {p}" for k in keys for p in PRECISIONS)]
         body = []
         for r in references:
-            cells = [r.model]
+            cells = [r.model, _inputs(r)]
             for k in keys:
                 d = r.datasets.get(k)
                 cells += (
@@ -95,7 +95,10 @@ def render_overview(references: Sequence[Reference], dataset: str | None = None)
                     else [_fig(d.ap50_float_percent), _fig(d.ap50_int8_percent)]
                 )
             body.append(cells)
-        title = "AP50 (%), float / int8 per dataset"
+        title = (
+            "AP50 (%), float / int8 per dataset (a card with several inputs: its first row; "
+            "all rows: evalkit references MODEL)"
+        )
     also = [
         f"Also: {r.model} ({r.origin}), on {', '.join(r.datasets)}"
         for r in others
@@ -115,6 +118,15 @@ def render_overview(references: Sequence[Reference], dataset: str | None = None)
     )
 
 
+def _inputs(ref: Reference) -> str:
+    """The input sides a card publishes, or the card's one input, or a dash."""
+    sides = sorted({d.resolution for d in ref.all_rows() if d.resolution is not None})
+    if sides:
+        return ", ".join(map(str, sides))
+    shape = ref.evaluation.input_shape_hwc
+    return _NONE if shape is None else str(shape[0])
+
+
 def _settings(ref: Reference) -> str:
     e = ref.evaluation
     shape = "not published" if e.input_shape_hwc is None else "x".join(map(str, e.input_shape_hwc))
@@ -126,25 +138,27 @@ def _settings(ref: Reference) -> str:
 
 def render_card(ref: Reference, dataset: str | None = None) -> str:
     """One model's card: settings, AP50 table, N6 table (every STEdgeAI version), files."""
-    rows = [ref.dataset(dataset)] if dataset is not None else list(ref.datasets.values())
+    rows = [ref.dataset(dataset)] if dataset is not None else list(ref.all_rows())
     src = ref.source
+    at = f" at {ref.source_commit}" if ref.source_commit else ""
     lines = [
         f"{ref.model}: {ref.origin}",
-        f"  source      {src.repository}: {src.card}",
+        f"  source      {src.repository}: {src.card}{at}",
         f"  evaluation  {_settings(ref)}",
         f"  data file   {ref.path}",
         "",
         f"AP50 (%), {ref.origin}",
         table(
-            ["dataset", "name", "split", "classes", "images", "protocol", "float", "int8"],
+            ["dataset", "name", "split", "classes", "images", "protocol", "IoU", "float", "int8"],
             [
                 [
-                    d.key,
+                    d.label,
                     d.dataset.name,
                     d.dataset.split,
                     str(d.dataset.classes),
                     _NONE if d.dataset.images is None else str(d.dataset.images),
                     d.protocol,
+                    str(d.eval_iou or ref.evaluation.eval_iou),
                     _fig(d.ap50_float_percent),
                     _fig(d.ap50_int8_percent),
                 ]
@@ -165,14 +179,14 @@ def render_card(ref: Reference, dataset: str | None = None) -> str:
     for d in rows:
         n = d.n6
         if n is None:
-            body.append([d.key, *[_NONE] * (len(headers) - 1)])
+            body.append([d.label, *[_NONE] * (len(headers) - 1)])
             continue
         memory = any(
             v is not None for v in (n.internal_ram_kib, n.external_ram_kib, n.weights_flash_kib)
         )
         body.append(
             [
-                d.key,
+                d.label,
                 _fig(n.internal_ram_kib),
                 _fig(n.external_ram_kib),
                 _fig(n.weights_flash_kib),
@@ -182,7 +196,7 @@ def render_card(ref: Reference, dataset: str | None = None) -> str:
             ]
         )
     lines += [table(headers, body), "", f"Model files, {ref.origin}; paths under {src.path}:"]
-    files = [(d.key, p, f) for d in rows for p, f in d.files.items()]
+    files = [(d.label, p, f) for d in rows for p, f in d.files.items()]
     if not files:
         lines.append("  none published in the source")
     for key, precision, f in files:

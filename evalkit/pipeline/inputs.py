@@ -74,7 +74,7 @@ def build_decoder(
     """The configured decoder, or the detected one, and why it was chosen."""
     name, why = variant.decoder, "set in the configuration"
     if name == "auto":
-        name, why = detect_decoder(runner.output_specs())
+        name, why = detect_decoder(runner.output_specs(), runner.preprocessing.preprocessor.size)
     names = tuple(variant.class_names) if variant.class_names else None
     factory = DECODERS.get(name)
     if names is None and not factory.names_from_model and dataset.ground_truth.source == "coco":

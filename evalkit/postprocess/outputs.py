@@ -83,8 +83,70 @@ def final_detection_outputs(specs: Mapping[str, Spec]) -> tuple[str, str, str, s
     return boxes[0], pairs[0], pairs[1], count[0]
 
 
-def detect_decoder(output_specs: Mapping[str, Spec]) -> tuple[str, str]:
-    """(decoder name, why) from output names and shapes; ambiguity lists the candidates."""
+# The zoo's other families (reference-pipeline.md section 10), by output shapes.
+YOLO_STRIDES = (8, 16, 32)
+BLAZEFACE_OUTPUTS = ((512, 16), (512, 1), (384, 16), (384, 1))
+
+
+def _grid_count(input_size: tuple[int, int]) -> int:
+    width, height = input_size
+    return sum((width // s) * (height // s) for s in YOLO_STRIDES)
+
+
+def family_decoder(
+    specs: Mapping[str, Spec], input_size: tuple[int, int] | None
+) -> tuple[str, str] | None:
+    """(decoder, why) when the outputs have the form of one of the zoo's YOLO or BlazeFace
+    families; an InputError listing the candidates when the form fits two; None when it is
+    none of them. ``input_size`` (width, height) gives the prediction count F."""
+    shapes = [tuple(shape) for shape in specs.values()]
+    seen = _describe(specs)
+    if len(shapes) == 4 and all(len(s) == 3 for s in shapes):
+        tails = sorted(((s[1], s[2]) for s in shapes), reverse=True)
+        if tuple(tails) == BLAZEFACE_OUTPUTS:
+            return "blazeface", (
+                f"blazeface: outputs {seen} are BlazeFace front's boxes and scores over "
+                "MediaPipe's 512 + 384 anchors"
+            )
+        return None
+    if shapes and all(len(s) == 4 for s in shapes):
+        channels = {s[3] for s in shapes}
+        if len(shapes) == 1:
+            return "yolov2", (
+                f"yolov2: one grid output {seen} (N, H, W, A*(5+K)): a YOLOv2 head "
+                "(yolov2t, st_yololcv1); its anchors come from the configuration"
+            )
+        if len(channels) == 1:
+            return "yoloxn", (
+                f"yoloxn: {len(shapes)} grid outputs {seen} with the same A*(5+K) channels: "
+                "one YOLOv2 head per level (st_yoloxn); anchors and strides come from the "
+                "configuration"
+            )
+        return None
+    if len(shapes) != 1 or len(shapes[0]) != 3 or input_size is None:
+        return None
+    _, a, b = shapes[0]
+    count = _grid_count(input_size)
+    if count not in (a, b):
+        return None
+    raise InputError(
+        f"ambiguous output {seen}: {count} predictions = strides {list(YOLO_STRIDES)} of a "
+        f"{input_size[0]}x{input_size[1]} input, the form of two families: ultralytics "
+        "(yolov8n, yolo11n, yolo26n; the zoo's files are (N, 4+K, F): cx, cy, w, h, class "
+        "scores, no objectness) and yolox (st_yolodv2*; the zoo's files are (N, F, 5+K): "
+        "offsets, log sizes, objectness, class scores); each is also exported transposed, so "
+        "the shape cannot tell them apart. Pass decoder: ultralytics or decoder: yolox"
+    )
+
+
+def detect_decoder(
+    output_specs: Mapping[str, Spec], input_size: tuple[int, int] | None = None
+) -> tuple[str, str]:
+    """(decoder name, why) from output names and shapes (and the model's input size, for
+    the YOLO families); ambiguity lists the candidates."""
+    family = family_decoder(output_specs, input_size)
+    if family is not None:
+        return family
     final = final_detection_outputs(output_specs)
     if final is not None:
         shown = ", ".join(f"{n} {tuple(output_specs[n])}" for n in final)

@@ -8,7 +8,7 @@ One YAML file per model, ``evalkit/references/<model>.yaml``, shipped as package
     source: {repository, path, card}     # the zoo repository, the model's folder, its card
     evaluation: {eval_iou, nms_thresh, score_thresh, max_detections, input_shape_hwc}
     n6_target: {board, precision, configuration}   # what the N6 figures ran on, or null
-    datasets:                            # keys: coco, coco_person, voc, shapes
+    datasets:                            # keys: coco, coco_person, voc, widerface, shapes
       coco:
         dataset: {name, split, classes, images}    # images null where not published
                                          # (+ format: the run's dataset format, default the key)
@@ -18,6 +18,19 @@ One YAML file per model, ``evalkit/references/<model>.yaml``, shipped as package
           latency_ms: {"3.0.0": "158.49", "4.0.0": "157.17"}   # per STEdgeAI version
           inferences_per_s: {"3.0.0": "6.31"}                   # per version, or null
         files: {float: {path, bytes, sha256}, int8: ...}       # paths under source.path
+
+A card that publishes several input resolutions (or model sizes) per dataset lists them as
+``rows`` instead of one ``ap50`` / ``n6`` / ``files``::
+
+      coco_person:
+        dataset: {...}
+        rows:                            # the first is the dataset's headline row
+          - resolution: 192              # model input side in pixels
+            variant: d033_w025           # the card's size tag, or null
+            eval_iou: "0.5"              # where it is not the card's evaluation.eval_iou
+            ap50: {...}
+            n6: {...}
+            files: {...}
 
 Decimals are quoted and parsed to ``Decimal``, so a figure keeps its published digits
 ("2237.00" displays as 2237.00); a YAML float is refused, it would have lost them. A figure
@@ -31,7 +44,7 @@ import functools
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
@@ -46,7 +59,9 @@ SCHEMA_VERSION = 1
 ORIGIN = "published (model card)"
 
 # shapes: the synthetic set of evalkit's bundled demo model (evalkit/demo_model).
-DatasetKey = Literal["coco", "coco_person", "voc", "shapes"]
+# widerface: WIDER FACE, the set of the zoo's face detector (no loader in evalkit: its figures
+# are listed, a run on it is not possible).
+DatasetKey = Literal["coco", "coco_person", "voc", "widerface", "shapes"]
 Precision = Literal["float", "int8"]
 DATASET_KEYS: tuple[DatasetKey, ...] = get_args(DatasetKey)
 PRECISIONS: tuple[Precision, ...] = get_args(Precision)
@@ -128,6 +143,17 @@ class DatasetReference:
     ap50_int8_percent: Decimal | None
     n6: N6Figures | None
     files: Mapping[Precision, ModelFile]
+    # Which row of a multi-resolution card: input side in pixels, size tag, and the IoU the
+    # row was measured at when it is not the card's (None: the card's).
+    resolution: int | None = None
+    variant: str | None = None
+    eval_iou: Decimal | None = None
+
+    @property
+    def label(self) -> str:
+        """``coco_person@192`` (and ``/d033_w025``) for a row of a multi-resolution card."""
+        text = self.key if self.resolution is None else f"{self.key}@{self.resolution}"
+        return text if self.variant is None else f"{text}/{self.variant}"
 
     def ap50(self, precision: Precision) -> float | None:
         """Published AP50 as a fraction (31.75 -> 0.3175), to compare with measured AP."""
@@ -159,15 +185,29 @@ class Reference:
     source: Source
     evaluation: EvaluationSettings
     n6_target: N6Target | None
-    datasets: Mapping[DatasetKey, DatasetReference]
+    datasets: Mapping[DatasetKey, DatasetReference]  # each dataset's headline row
     path: Path
+    source_commit: str | None = None  # the zoo revision the figures were read at
+    # Every row per dataset (the headline first); one row where a card has one resolution.
+    rows: Mapping[DatasetKey, tuple[DatasetReference, ...]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
 
     def dataset(self, key: str) -> DatasetReference:
-        """The figures on one dataset; an unknown key lists the known ones."""
+        """The figures on one dataset (its headline row); ``key@RES`` or ``key@RES/TAG``
+        picks a row of a multi-resolution card; an unknown key lists the known ones."""
         known: Registry[DatasetReference] = Registry(f"dataset for {self.model}")
         for name, entry in self.datasets.items():
             known.add(name, entry)
+        for entries in self.rows.values():
+            for entry in entries:
+                if entry.resolution is not None and entry.label not in known:
+                    known.add(entry.label, entry)
         return known.get(key)
+
+    def all_rows(self) -> tuple[DatasetReference, ...]:
+        """Every row of every dataset, in file order."""
+        return tuple(r for k in self.datasets for r in self.rows.get(k, (self.datasets[k],)))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: decimals as numbers, every dataset with its fractions."""
@@ -194,7 +234,10 @@ def read_reference_file(path: str | Path) -> Reference:
     """Parse and validate one data file; errors name the file and the field."""
     path = Path(path)
     r = Reader(path)
-    top_keys = ("schema", "model", "origin", "source", "evaluation", "n6_target", "datasets")
+    top_keys = (
+        "schema", "model", "origin", "source", "source_commit", "evaluation", "n6_target",
+        "datasets",
+    )  # fmt: skip
     top = r.obj(read_yaml(path), "", top_keys)
     if top.get("schema") != SCHEMA_VERSION:
         raise r.fail("schema", f"expected {SCHEMA_VERSION}, got {top.get('schema')!r}")
@@ -230,21 +273,73 @@ def read_reference_file(path: str | Path) -> Reference:
     datasets = r.obj(top.get("datasets"), "datasets", DATASET_KEYS)
     if not datasets:
         raise r.fail("datasets", "expected at least one dataset")
-    parsed = {k: _dataset(r, model, k, datasets[k]) for k in DATASET_KEYS if k in datasets}
-    return Reference(model, origin, source, evaluation, n6_target, MappingProxyType(parsed), path)
+    rows = {k: _dataset_rows(r, model, k, datasets[k]) for k in DATASET_KEYS if k in datasets}
+    commit = top.get("source_commit")
+    if commit is not None and not (
+        isinstance(commit, str) and re.fullmatch(r"[0-9a-f]{40}", commit)
+    ):
+        raise r.fail("source_commit", f"expected a 40-digit git revision, got {commit!r}")
+    return Reference(
+        model,
+        origin,
+        source,
+        evaluation,
+        n6_target,
+        MappingProxyType({k: v[0] for k, v in rows.items()}),
+        path,
+        source_commit=commit,
+        rows=MappingProxyType(rows),
+    )
 
 
-def _dataset(r: Reader, model: str, key: DatasetKey, value: Any) -> DatasetReference:
-    """One entry under ``datasets``."""
+def _dataset_rows(
+    r: Reader, model: str, key: DatasetKey, value: Any
+) -> tuple[DatasetReference, ...]:
+    """One entry under ``datasets``: a single row, or its ``rows``."""
     w = f"datasets.{key}"
-    d = r.obj(value, w, ("dataset", "ap50", "n6", "files"))
-    info = r.obj(d.get("dataset"), f"{w}.dataset", tuple(f.name for f in fields(DatasetInfo)))
+    d = r.obj(value, w, ("dataset", "ap50", "n6", "files", "rows"))
+    if d.get("rows") is None:
+        return (_dataset(r, model, key, {k: v for k, v in d.items() if k != "rows"}, w),)
+    if any(d.get(k) is not None for k in ("ap50", "n6", "files")):
+        raise r.fail(w, "give either rows or ap50 / n6 / files, not both")
+    rows = d["rows"]
+    if not isinstance(rows, list) or not rows:
+        raise r.fail(f"{w}.rows", "expected a non-empty list of rows")
+    out = []
+    for i, row in enumerate(rows):
+        where = f"{w}.rows[{i}]"
+        entry = r.obj(row, where, ("resolution", "variant", "eval_iou", "ap50", "n6", "files"))
+        parsed = _dataset(r, model, key, {"dataset": d.get("dataset"), **entry}, where, w)
+        resolution = r.get(entry, f"{where}.resolution", "int")
+        if resolution <= 0:
+            raise r.fail(f"{where}.resolution", f"expected a positive size, got {resolution}")
+        out.append(
+            replace(
+                parsed,
+                resolution=resolution,
+                variant=r.get(entry, f"{where}.variant", "text", optional=True),
+                eval_iou=r.get(entry, f"{where}.eval_iou", "decimal", optional=True),
+            )
+        )
+    labels = [o.label for o in out]
+    if len(set(labels)) != len(labels):
+        raise r.fail(f"{w}.rows", f"two rows for the same resolution and variant: {labels}")
+    return tuple(out)
+
+
+def _dataset(
+    r: Reader, model: str, key: DatasetKey, value: Any, w: str, dw: str | None = None
+) -> DatasetReference:
+    """One row: the dataset (at ``dw``, default ``w``) and the figures at ``w``."""
+    d = {k: v for k, v in value.items() if k in ("dataset", "ap50", "n6", "files")}
+    dw = dw or w
+    info = r.obj(d.get("dataset"), f"{dw}.dataset", tuple(f.name for f in fields(DatasetInfo)))
     dataset = DatasetInfo(
-        r.get(info, f"{w}.dataset.name", "text"),
-        r.get(info, f"{w}.dataset.split", "text"),
-        r.get(info, f"{w}.dataset.classes", "int"),
-        r.get(info, f"{w}.dataset.images", "int", optional=True),
-        r.get(info, f"{w}.dataset.format", "text", optional=True),
+        r.get(info, f"{dw}.dataset.name", "text"),
+        r.get(info, f"{dw}.dataset.split", "text"),
+        r.get(info, f"{dw}.dataset.classes", "int"),
+        r.get(info, f"{dw}.dataset.images", "int", optional=True),
+        r.get(info, f"{dw}.dataset.format", "text", optional=True),
     )
     ap = r.obj(d.get("ap50"), f"{w}.ap50", ("protocol", *PRECISIONS))
     protocol = r.get(ap, f"{w}.ap50.protocol", "text")
