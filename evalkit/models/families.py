@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from evalkit.postprocess.yolo import blazeface_anchors
+from evalkit.models.priors import blazeface_anchors
 
 INPUT_SIZE = 128
 STRIDES = (8, 16, 32)

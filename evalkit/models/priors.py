@@ -64,3 +64,29 @@ def ssd_priors(
     priors = np.array(rows, dtype=np.float32)
     np.clip(priors, 0.0, 1.0, out=priors)
     return priors
+
+
+# BlazeFace front (face_detect_front): MediaPipe's anchors for a 128 x 128 input.
+BLAZEFACE_STRIDES = (8, 16, 16, 16)
+BLAZEFACE_SIZE = 128
+F32 = npt.NDArray[np.float32]
+
+
+def blazeface_anchors(
+    size: int = BLAZEFACE_SIZE, strides: Sequence[int] = BLAZEFACE_STRIDES
+) -> F32:
+    """MediaPipe's SSD anchor centres for the front model (offset 0.5, interpolated scale
+    aspect ratio 1: two anchors a cell per layer, layers of one stride merged)."""
+    centres: list[tuple[float, float]] = []
+    layer = 0
+    while layer < len(strides):
+        last, repeats = layer, 0
+        while last < len(strides) and strides[last] == strides[layer]:
+            last += 1
+            repeats += 2
+        cells = size // strides[layer]
+        for y in range(cells):
+            for x in range(cells):
+                centres += [((x + 0.5) / cells, (y + 0.5) / cells)] * repeats
+        layer = last
+    return np.array(centres, np.float32)

@@ -109,7 +109,8 @@ def family_decoder(
                 "MediaPipe's 512 + 384 anchors"
             )
         return None
-    if shapes and all(len(s) == 4 for s in shapes):
+    # A YOLOv2 grid holds A*(5+K) channels, K >= 1: fewer than 6 is no such head.
+    if shapes and all(len(s) == 4 and isinstance(s[3], int) and s[3] >= 6 for s in shapes):
         channels = {s[3] for s in shapes}
         if len(shapes) == 1:
             return "yolov2", (

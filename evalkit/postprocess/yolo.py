@@ -30,12 +30,11 @@ import numpy as np
 import numpy.typing as npt
 
 from evalkit.errors import InputError
+from evalkit.models.priors import BLAZEFACE_SIZE, blazeface_anchors
 from evalkit.types import DecodedBoxes, RawOutputs
 
 F32 = npt.NDArray[np.float32]
 YOLOX_STRIDES = (8, 16, 32)
-BLAZEFACE_STRIDES = (8, 16, 16, 16)
-BLAZEFACE_SIZE = 128
 # MediaPipe's limit is 100; the zoo uses 80, safe for a float32 sigmoid.
 BLAZEFACE_RAW_SCORE_LIMIT = 80.0
 
@@ -287,26 +286,6 @@ class YoloxnDecoder(YoloV2Decoder):
             "input_size": list(self.input_size),
             "strides": list(self.strides),
         }
-
-
-def blazeface_anchors(
-    size: int = BLAZEFACE_SIZE, strides: Sequence[int] = BLAZEFACE_STRIDES
-) -> F32:
-    """MediaPipe's SSD anchor centres for the front model (offset 0.5, interpolated scale
-    aspect ratio 1: two anchors a cell per layer, layers of one stride merged)."""
-    centres: list[tuple[float, float]] = []
-    layer = 0
-    while layer < len(strides):
-        last, repeats = layer, 0
-        while last < len(strides) and strides[last] == strides[layer]:
-            last += 1
-            repeats += 2
-        cells = size // strides[layer]
-        for y in range(cells):
-            for x in range(cells):
-                centres += [((x + 0.5) / cells, (y + 0.5) / cells)] * repeats
-        layer = last
-    return np.array(centres, np.float32)
 
 
 @dataclass(frozen=True)
