@@ -31,7 +31,7 @@ from evalkit.api import run  # noqa: E402
 from evalkit.datasets.dataset import open_coco  # noqa: E402
 from evalkit.datasets.synthetic import SyntheticDataset, generate  # noqa: E402
 from evalkit.hashing import file_sha256  # noqa: E402
-from evalkit.models.families import NETS, decoder_options, export_onnx  # noqa: E402
+from evalkit.models.families import NETS, decoder_options, export_onnx, run_config  # noqa: E402
 from evalkit.models.family_train import (  # noqa: E402
     FamilyTrainSettings,
     load_family_data,
@@ -60,24 +60,14 @@ def evaluate(family: str, weights: Path, data: SyntheticDataset, work: Path) -> 
     net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     model = work / f"{family}.onnx"
     export_onnx(net, model)
-    config = {
-        "name": f"family {family}",
-        "dataset": {
-            "format": "coco",
-            "annotations": str(data.coco_annotation_file("val")),
-            "images": str(data.coco_image_dir("val")),
-        },
-        "variants": {
-            "float": {
-                "model": str(model),
-                "class_names": list(data.classes),
-                **decoder_options(net),
-            }
-        },
-        "latency": {"runs": 0},
-        "output": str(work / f"run_{family}"),
-        "quiet": True,
-    }
+    config = run_config(
+        net,
+        model,
+        data.coco_annotation_file("val"),
+        data.coco_image_dir("val"),
+        work / f"run_{family}",
+        list(data.classes),
+    )
     path = work / f"{family}.yaml"
     path.write_text(json.dumps(config))
     outcome = run(load_config(path), log=lambda _: None)

@@ -16,7 +16,7 @@ import yaml
 
 from evalkit.cli import main
 from evalkit.datasets.synthetic import SyntheticDataset, generate
-from evalkit.models.families import NETS, YOLOV2_ANCHORS, decoder_options, export_onnx
+from evalkit.models.families import NETS, YOLOV2_ANCHORS, export_onnx, run_config
 from evalkit.pipeline.result import load_result
 
 from .conftest import REPO
@@ -52,20 +52,15 @@ def _run(
     net.load_state_dict(state)
     model = work / f"{family}.onnx"
     export_onnx(net, model)
-    variant = {"model": str(model), "class_names": list(data.classes), **decoder_options(net)}
-    variant.update(overrides)
-    config = {
-        "name": f"family {family}",
-        "dataset": {
-            "format": "coco",
-            "annotations": str(data.coco_annotation_file("val")),
-            "images": str(data.coco_image_dir("val")),
-        },
-        "variants": {"float": variant},
-        "latency": {"runs": 0},
-        "output": str(work / "out"),
-        "quiet": True,
-    }
+    config = run_config(
+        net,
+        model,
+        data.coco_annotation_file("val"),
+        data.coco_image_dir("val"),
+        work / "out",
+        list(data.classes),
+    )
+    config["variants"]["float"].update(overrides)
     path = work / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return main(["run", str(path)]), work / "out"
@@ -139,3 +134,25 @@ def test_other_families_outputs_are_refused(
     code, _ = _run("ultralytics", shapes, tmp_path, decoder="yolox")
     assert code == 2
     assert "class names given but the model has" in capsys.readouterr().err
+
+
+def test_a_bad_analysis_setting_is_refused_before_anything_runs(
+    shapes: dict[str, SyntheticDataset], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = shapes["shapes"]
+    net = NETS["yolox"](len(data.classes))
+    config = run_config(
+        net,
+        tmp_path / "absent.onnx",
+        data.coco_annotation_file("val"),
+        data.coco_image_dir("val"),
+        tmp_path / "out",
+        list(data.classes),
+    )
+    config["analysis"] = {"iou": 0.5, "tide_background": 0.9}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "analysis" in err and "background IoU" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()

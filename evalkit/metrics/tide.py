@@ -98,15 +98,6 @@ class TideBreakdown:
             "counts": dict(self.counts),
         }
 
-    def difference(self, base: TideBreakdown) -> dict[str, dict[str, float]]:
-        """``self - base`` for every delta and count: what, for instance, quantization
-        (self: int8, base: float) added to each kind of error."""
-        return {
-            "delta_ap": {k: self.delta_ap[k] - base.delta_ap[k] for k in MAIN_ERRORS},
-            "special_delta_ap": {k: self.special[k] - base.special[k] for k in SPECIAL_ERRORS},
-            "counts": {k: float(self.counts[k] - base.counts[k]) for k in MAIN_ERRORS},
-        }
-
 
 @dataclass
 class _Tally:

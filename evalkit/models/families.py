@@ -31,7 +31,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -369,5 +368,18 @@ def decoder_options(net: FamilyNet) -> dict[str, Any]:
     return options
 
 
-def as_array(t: torch.Tensor) -> np.ndarray[Any, Any]:
-    return t.detach().cpu().numpy()
+def run_config(
+    net: FamilyNet, model: Any, annotations: Any, images: Any, output: Any, class_names: list[str]
+) -> dict[str, Any]:
+    """The ``evalkit run`` configuration that scores an exported family net on a COCO-layout
+    set (one float variant, no latency pass)."""
+    return {
+        "name": f"family {net.family}",
+        "dataset": {"format": "coco", "annotations": str(annotations), "images": str(images)},
+        "variants": {
+            "float": {"model": str(model), "class_names": class_names, **decoder_options(net)}
+        },
+        "latency": {"runs": 0},
+        "output": str(output),
+        "quiet": True,
+    }
