@@ -7,7 +7,7 @@ state_dict), export it to ONNX, run ``evalkit run`` on the validation split with
 family's decoder and pre-processing, and write the figures into
 ``evalkit/family_models/families.json``.
 
-    python scripts/train_families.py                      # every family, ~3-5 min each
+    python scripts/train_families.py                      # every family, ~4-15 min each (2 cores)
     python scripts/train_families.py --family yolox        # one
     python scripts/train_families.py --evaluate-only       # re-score the saved weights
 """
@@ -31,7 +31,13 @@ from evalkit.api import run  # noqa: E402
 from evalkit.datasets.dataset import open_coco  # noqa: E402
 from evalkit.datasets.synthetic import SyntheticDataset, generate  # noqa: E402
 from evalkit.hashing import file_sha256  # noqa: E402
-from evalkit.models.families import NETS, decoder_options, export_onnx, run_config  # noqa: E402
+from evalkit.models.families import (  # noqa: E402
+    NETS,
+    FamilyNet,
+    decoder_options,
+    export_onnx,
+    run_config,
+)
 from evalkit.models.family_train import (  # noqa: E402
     FamilyTrainSettings,
     load_family_data,
@@ -43,32 +49,48 @@ OUT = REPO / "evalkit" / "family_models"
 RECORD = OUT / "families.json"
 # The demo model's dataset settings (objects of 0.2 to 0.7 of the shorter side), with more
 # training images: these small nets overfit 1,500 (training loss down, val AP down).
-DATA = {"num_train": 6000, "num_val": 100, "seed": 0, "max_objects": 4, "object_size": (0.2, 0.7)}
+DATA: dict[str, Any] = {
+    "num_train": 6000,
+    "num_val": 100,
+    "seed": 0,
+    "max_objects": 4,
+    "object_size": (0.2, 0.7),
+}
 # BlazeFace detects one class: its set holds circles only.
 FACE_CLASSES = ("circle",)
 
 
 def dataset_for(family: str, root: Path) -> SyntheticDataset:
     if family == "blazeface":
-        return generate(root / "shapes_one_class_6k", classes=FACE_CLASSES, **DATA)  # type: ignore[arg-type]
-    return generate(root / "shapes_6k", **DATA)  # type: ignore[arg-type]
+        return generate(root / "shapes_one_class_6k", classes=FACE_CLASSES, **DATA)
+    return generate(root / "shapes_6k", **DATA)
+
+
+def load_net(family: str, weights: Path, data: SyntheticDataset) -> FamilyNet:
+    net = NETS[family](len(data.classes))
+    net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    return net.eval()
 
 
 def evaluate(family: str, weights: Path, data: SyntheticDataset, work: Path) -> dict[str, Any]:
     """Export the saved weights and score them with ``evalkit run`` on the val split."""
-    net = NETS[family](len(data.classes))
-    net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    net = load_net(family, weights, data)
     model = work / f"{family}.onnx"
     export_onnx(net, model)
+    return score(net, model, data, work)
+
+
+def score(net: FamilyNet, model: Path, data: SyntheticDataset, work: Path) -> dict[str, Any]:
+    """AP50 per protocol of a model file of ``net`` (ONNX or TFLite) on the val split."""
     config = run_config(
         net,
         model,
         data.coco_annotation_file("val"),
         data.coco_image_dir("val"),
-        work / f"run_{family}",
+        work / f"run_{model.name}",
         list(data.classes),
     )
-    path = work / f"{family}.yaml"
+    path = work / f"{model.name}.yaml"
     path.write_text(json.dumps(config))
     outcome = run(load_config(path), log=lambda _: None)
     protocols = outcome.record.variants["float"].protocols
@@ -84,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = json.loads(RECORD.read_text()) if RECORD.is_file() else {}
-    record.setdefault("dataset", {**DATA, "object_size": list(DATA["object_size"])})
+    record["dataset"] = {**DATA, "object_size": list(DATA["object_size"])}
     record.setdefault("families", {})
     for family in args.family or sorted(NETS):
         data = dataset_for(family, args.data)
