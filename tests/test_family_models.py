@@ -197,3 +197,17 @@ def test_a_bad_analysis_setting_is_refused_before_anything_runs(
     err = capsys.readouterr().err
     assert "analysis" in err and "background IoU" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_zoo_tf_preprocessing_runs_and_is_recorded(
+    shapes: dict[str, SyntheticDataset], tmp_path: Path
+) -> None:
+    """The yoloxn net (trained on OpenCV-resized inputs) through the zoo's TF pipeline
+    pre-processing: tf.image.resize bilinear, x * (1/127.5) - 1, recorded as such."""
+    code, out = _run("yoloxn", shapes, tmp_path, preprocessor="zoo-tf-signed-bilinear")
+    assert code == 0
+    variant = load_result(out).variants["float"]
+    settings = variant.preprocessing or {}
+    assert settings["name"] == "zoo-tf-signed-bilinear@128x128"
+    assert settings["interpolation"] == "tf-bilinear" and settings["arithmetic"] == "multiply-add"
+    assert variant.protocols["coco"].ap50 >= BAR

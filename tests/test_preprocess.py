@@ -163,8 +163,9 @@ def test_invalid_settings_are_refused(fields: dict[str, object], message: str) -
 
 
 def test_presets_are_registered_frozen_and_self_describing() -> None:
+    zoo_tf = {f"zoo-tf-{r}-{m}" for r in ("signed", "unit") for m in ("bilinear", "nearest")}
     assert set(PREPROCESSORS.names()) == {
-        "st-ssd", "uint8-nhwc", "tfod-ssd", "unit-nhwc", "signed-nhwc", "yolod"
+        "st-ssd", "uint8-nhwc", "tfod-ssd", "unit-nhwc", "signed-nhwc", "yolod", *zoo_tf
     }  # fmt: skip
     pixels = np.array([[[0, 127, 255]]], np.uint8)  # one RGB pixel, resized to itself below
     unit = dataclasses.replace(get_preprocessor("unit-nhwc"), size=(1, 1)).apply(pixels)

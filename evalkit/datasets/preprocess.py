@@ -5,15 +5,19 @@ records, and the presets below are the forms the reference pipeline uses (sectio
 reference-pipeline.md). The arithmetic order is fixed and matches the zoo's
 ``(img.astype(np.float32) - 127) / 128`` bit for bit:
 
-1. resize the uint8 RGB image with cv2 INTER_LINEAR: ``stretch`` (aspect ratio not
-   kept), or ``letterbox`` as the zoo's YOLOD evaluation (``preproc`` in its
+1. resize the uint8 RGB image with the ``interpolation`` filter (cv2 INTER_LINEAR by
+   default; TensorFlow's bilinear or nearest for the zoo's TF pipelines, see
+   :mod:`evalkit.datasets.resize`): ``stretch`` (aspect ratio not kept), or ``letterbox``
+   as the zoo's YOLOD evaluation (``preproc`` in its
    ``data/yolod/augmentations/data_augment.py``): scaled by ``r = min(H / h, W / w)`` to
    ``(int(w r), int(h r))``, placed at the top left of a ``W x H`` canvas of ``pad_value``;
 2. ``channel_order`` BGR reverses the channels (the zoo's YOLOD reads images with
    ``cv2.imread`` and never converts them);
 3. float32 only: cast to float32, subtract ``mean``, then divide by ``scale``, each step
    in float32 (a division, not a multiplication by ``1 / scale``: for a scale that is not
-   a power of two the two round differently);
+   a power of two the two round differently); or, ``arithmetic="multiply-add"``, as the
+   zoo's TF ``preprocess_image`` does it: ``x * scale + offset`` (float32 scale and
+   offset, two roundings);
 4. transpose to the layout and add the batch dimension.
 
 A letterboxed input's boxes come back to the image with :meth:`Preprocessor.box_scale`.
@@ -29,7 +33,8 @@ from typing import Any, Literal, get_args
 import numpy as np
 import numpy.typing as npt
 
-from evalkit.datasets.images import decode_rgb, resize_bilinear
+from evalkit.datasets.images import decode_rgb
+from evalkit.datasets.resize import FLOAT_OUTPUT, RESIZE_FILTERS
 from evalkit.registry import Registry
 
 __all__ = ["PREPROCESSORS", "Layout", "Preprocessor", "TensorDType", "get_preprocessor"]
@@ -38,6 +43,7 @@ Layout = Literal["NCHW", "NHWC"]
 TensorDType = Literal["float32", "uint8"]
 ResizeMode = Literal["stretch", "letterbox"]
 ChannelOrder = Literal["RGB", "BGR"]
+Arithmetic = Literal["subtract-divide", "multiply-add"]
 # Either one value for every channel or one per RGB channel, in R, G, B order.
 ChannelValues = float | tuple[float, float, float]
 
@@ -59,6 +65,9 @@ class Preprocessor:
     resize: ResizeMode = "stretch"
     pad_value: int = 114  # letterbox only: the canvas value
     channel_order: ChannelOrder = "RGB"
+    interpolation: str = "cv2-linear"  # a name in evalkit.datasets.resize.RESIZE_FILTERS
+    arithmetic: Arithmetic = "subtract-divide"
+    offset: ChannelValues = 0.0  # multiply-add only
 
     def __post_init__(self) -> None:
         width, height = self.size
@@ -70,11 +79,25 @@ class Preprocessor:
             raise ValueError(f"expected channel_order 'RGB' or 'BGR', got {self.channel_order!r}")
         if not 0 <= self.pad_value <= 255:
             raise ValueError(f"expected a pad value in [0, 255], got {self.pad_value!r}")
+        RESIZE_FILTERS.get(self.interpolation)  # an unknown name lists the known ones
+        if self.arithmetic not in get_args(Arithmetic):
+            raise ValueError(
+                f"expected arithmetic 'subtract-divide' or 'multiply-add', got {self.arithmetic!r}"
+            )
+        if self.arithmetic == "multiply-add" and np.any(np.asarray(self.mean) != 0):
+            raise ValueError(f"multiply-add takes an offset, not a mean: got mean={self.mean!r}")
+        if self.arithmetic == "subtract-divide" and np.any(np.asarray(self.offset) != 0):
+            raise ValueError(f"subtract-divide takes a mean, not an offset: got {self.offset!r}")
+        if self.dtype == "uint8" and self.interpolation in FLOAT_OUTPUT:
+            raise ValueError(
+                f"{self.interpolation} gives float pixels: a uint8 input needs cv2-linear or "
+                "tf-nearest"
+            )
         if self.layout not in get_args(Layout):
             raise ValueError(f"expected layout 'NCHW' or 'NHWC', got {self.layout!r}")
         if self.dtype not in get_args(TensorDType):
             raise ValueError(f"expected dtype 'float32' or 'uint8', got {self.dtype!r}")
-        for name in ("mean", "scale"):
+        for name in ("mean", "scale", "offset"):
             values = np.asarray(getattr(self, name), dtype=np.float64)
             if values.shape not in ((), (3,)) or not np.all(np.isfinite(values)):
                 raise ValueError(
@@ -115,7 +138,11 @@ class Preprocessor:
             # a float32 per-channel vector broadcasts over the last (channel) axis.
             mean = np.asarray(self.mean, dtype=np.float32)
             scale = np.asarray(self.scale, dtype=np.float32)
-            tensor = (resized.astype(np.float32) - mean) / scale
+            if self.arithmetic == "multiply-add":
+                offset = np.asarray(self.offset, dtype=np.float32)
+                tensor = resized.astype(np.float32) * scale + offset
+            else:
+                tensor = (resized.astype(np.float32) - mean) / scale
         else:
             tensor = resized
         if self.layout == "NCHW":
@@ -128,13 +155,14 @@ class Preprocessor:
         return min(height / image_height, width / image_width)
 
     def _resized(self, image: npt.NDArray[np.generic]) -> npt.NDArray[np.generic]:
+        resize = RESIZE_FILTERS.get(self.interpolation)
         if self.resize == "stretch":
-            return resize_bilinear(image, self.size)
+            return resize(image, self.size)
         width, height = self.size
         r = self._ratio(image.shape[1], image.shape[0])
-        inner = (int(image.shape[1] * r), int(image.shape[0] * r))
-        canvas = np.full((height, width, image.shape[2]), self.pad_value, np.uint8)
-        canvas[: inner[1], : inner[0]] = resize_bilinear(image, inner)
+        inner = resize(image, (int(image.shape[1] * r), int(image.shape[0] * r)))
+        canvas = np.full((height, width, image.shape[2]), self.pad_value, inner.dtype)
+        canvas[: inner.shape[0], : inner.shape[1]] = inner
         return canvas
 
     def box_scale(self, image_width: int, image_height: int) -> tuple[float, float]:
@@ -175,12 +203,15 @@ class Preprocessor:
             resize=settings.get("resize", "stretch"),
             pad_value=int(settings.get("pad_value", 114)),
             channel_order=settings.get("channel_order", "RGB"),
+            interpolation=settings.get("interpolation", "cv2-linear"),
+            arithmetic=settings.get("arithmetic", "subtract-divide"),
+            offset=values(settings.get("offset", 0.0)),
         )
 
     def settings(self) -> dict[str, object]:
         """The fields as plain JSON values, for self-describing result records. The
-        letterbox and BGR fields appear only when used, so the records (and fingerprints) of
-        plain stretched RGB inputs are what they always were."""
+        letterbox, BGR, interpolation and multiply-add fields appear only when used, so the
+        records (and fingerprints) of plain stretched RGB inputs are what they always were."""
         out: dict[str, object] = {
             "size": list(self.size),
             "layout": self.layout,
@@ -188,16 +219,29 @@ class Preprocessor:
             "mean": _plain(self.mean),
             "scale": _plain(self.scale),
         }
-        steps = "resize(INTER_LINEAR)"
+        filter_name = _FILTER_WORDS.get(self.interpolation, self.interpolation)
+        if self.interpolation != "cv2-linear":
+            out["interpolation"] = self.interpolation
+        steps = f"resize({filter_name})"
         if self.resize == "letterbox":
             out["resize"] = "letterbox"
             out["pad_value"] = self.pad_value
-            steps = f"letterbox(INTER_LINEAR, top left, pad {self.pad_value})"
+            steps = f"letterbox({filter_name}, top left, pad {self.pad_value})"
         if self.channel_order == "BGR":
             out["channel_order"] = "BGR"
             steps = f"RGB -> BGR -> {steps}"
-        out["order"] = f"{steps} -> float32 -> (x - mean) / scale -> layout"
+        arithmetic = "(x - mean) / scale"
+        if self.arithmetic == "multiply-add":
+            out["arithmetic"] = "multiply-add"
+            out["offset"] = _plain(self.offset)
+            arithmetic = "x * scale + offset"
+        out["order"] = f"{steps} -> float32 -> {arithmetic} -> layout"
         return out
+
+
+# How the record's ``order`` names each filter (the first as records always named it).
+_FILTER_WORDS = {"cv2-linear": "INTER_LINEAR", "tf-bilinear": "tf.image.resize bilinear",
+                 "tf-nearest": "tf.image.resize nearest"}  # fmt: skip
 
 
 def _plain(values: ChannelValues) -> float | list[float]:
@@ -234,6 +278,26 @@ PREPROCESSORS.add(
         size=(320, 320), layout="NCHW", dtype="float32", resize="letterbox", channel_order="BGR"
     ),
 )
+
+
+# The zoo's TF/TFLite evaluation (its ``preprocess_image``): resized by tf.image.resize with
+# the configuration's interpolation, aspect ratio not kept, then ``x * scale + offset`` in
+# float32 with the configuration's rescaling: 1/127.5 and -1 (the zoo's TF models) or 1/255
+# and 0 (ultralytics YOLO).
+for _method in ("bilinear", "nearest"):
+    for _range, (_scale, _offset) in {"signed": (1 / 127.5, -1.0), "unit": (1 / 255, 0.0)}.items():
+        PREPROCESSORS.add(
+            f"zoo-tf-{_range}-{_method}",
+            Preprocessor(
+                size=(300, 300),
+                layout="NHWC",
+                dtype="float32",
+                scale=_scale,
+                offset=_offset,
+                arithmetic="multiply-add",
+                interpolation=f"tf-{_method}",
+            ),
+        )
 
 
 def get_preprocessor(name: str) -> Preprocessor:
