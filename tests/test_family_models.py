@@ -211,3 +211,12 @@ def test_the_zoo_tf_preprocessing_runs_and_is_recorded(
     assert settings["name"] == "zoo-tf-signed-bilinear@128x128"
     assert settings["interpolation"] == "tf-bilinear" and settings["arithmetic"] == "multiply-add"
     assert variant.protocols["coco"].ap50 >= BAR
+
+
+def test_an_unknown_preprocessor_name_is_exit_2_with_the_known_ones(
+    shapes: dict[str, SyntheticDataset], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _ = _run("yoloxn", shapes, tmp_path, preprocessor="zoo-tf-signed-bicubic")
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "zoo-tf-signed-bicubic" in err and "zoo-tf-signed-bilinear" in err

@@ -21,12 +21,11 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
-from evalkit.datasets.images import resize_bilinear
+from evalkit.datasets.images import Size, resize_bilinear
 from evalkit.registry import Registry
 
 __all__ = ["RESIZE_FILTERS", "ResizeFilter", "tf_bilinear", "tf_nearest"]
 
-Size = tuple[int, int]  # (width, height)
 ResizeFilter = Callable[[npt.NDArray[np.generic], Size], npt.NDArray[np.generic]]
 
 

@@ -141,7 +141,7 @@ class UltralyticsNet(FamilyNet):
         # Buffers, not built in forward: the exported graph holds them as constants.
         for stride in STRIDES:
             for name, value in zip(
-                "abc", self._decode_constants(INPUT_SIZE // stride), strict=True
+                "abcm", self._decode_constants(INPUT_SIZE // stride), strict=True
             ):
                 self.register_buffer(f"{name}{stride}", value, persistent=False)
 
@@ -152,19 +152,22 @@ class UltralyticsNet(FamilyNet):
             # and no transpose: onnx2tf's layout guesses break on those (a channel slice of
             # the 4 x 4 level, whose channel count is twice its side, was taken on H).
             t = head(feat)
-            a, b, c = (getattr(self, f"{name}{stride}") for name in "abc")
-            parts.append((torch.sigmoid(t) * a + torch.exp(t.clamp(-6, 4)) * b + c).flatten(2))
+            a, b, c, m = (getattr(self, f"{name}{stride}") for name in "abcm")
+            # exp of the side channels only (m zeroes the others): in an int8 export the
+            # class logits' exp would otherwise set the range, and the sides' resolution.
+            sides = torch.exp(t.clamp(-6, 4) * m) * b
+            parts.append((torch.sigmoid(t) * a + sides + c).flatten(2))
         return torch.cat(parts, 2)  # (N, 4+K, F), as the zoo's files
 
-    def _decode_constants(self, cells: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """a, b, c of ``sigmoid(t) a + exp(t) b + c``, per channel and cell:
+    def _decode_constants(self, cells: int) -> tuple[torch.Tensor, ...]:
+        """a, b, c, m of ``sigmoid(t) a + exp(t m) b + c``, per channel and cell:
         cx, cy = (cell + 3 sigmoid - 1) / cells; w, h = exp * 4 / cells; classes = sigmoid."""
         k = 4 + self.num_classes
-        a, b = torch.zeros(1, k, 1, 1), torch.zeros(1, k, 1, 1)
-        a[:, :2], b[:, 2:4], a[:, 4:] = 3 / cells, 4 / cells, 1
+        a, b, m = torch.zeros(1, k, 1, 1), torch.zeros(1, k, 1, 1), torch.zeros(1, k, 1, 1)
+        a[:, :2], b[:, 2:4], m[:, 2:4], a[:, 4:] = 3 / cells, 4 / cells, 1, 1
         c = torch.zeros(1, k, cells, cells)
         c[0, :2] = (_grid(cells).T.reshape(2, cells, cells) - 1) / cells
-        return a, b, c
+        return a, b, c, m
 
     def decode(self, outputs: Any) -> Decoded:
         p = outputs.transpose(1, 2)
